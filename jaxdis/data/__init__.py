@@ -1,0 +1,1 @@
+"""Audio loading, corpora, features and batching."""

@@ -1,0 +1,1 @@
+"""Evaluation: speaker ID, verification, cosine statistics, probes, plots, and the eval CLI."""

@@ -1,0 +1,1 @@
+"""One module per `eval.py` command: add_arguments(parser) and run(args) -> metrics."""

@@ -1,0 +1,1 @@
+"""Pure Flax Linen modules; each returns (output, intermediates) where layers matter."""
