@@ -15,7 +15,7 @@ REGISTRY: dict[str, str] = {
     "transformer": "jaxdis.methods.transformer:TransformerMethod",
     "sae": "jaxdis.methods.sae:SAEMethod",
     "learn2diss": "jaxdis.methods.learn2diss:Learn2DissMethod",
-    "toy": "jaxdis.methods.toy:ToyMethod",
+    "example": "jaxdis.methods.example:ExampleMethod",
 }
 
 
