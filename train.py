@@ -38,7 +38,7 @@ def main(argv):
     initialize_distributed()  # before anything touches a device
     import jax
 
-    from jaxdis.train import train_and_evaluate
+    from jaxdis.train import NonFiniteError, train_and_evaluate
 
     cache = os.environ.get("JAXDIS_COMPILATION_CACHE", os.path.expanduser("~/.cache/jaxdis/xla"))
     if cache != "off":
@@ -47,7 +47,11 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join("runs", config.method)
     configure_logging()
     logging.getLogger("jaxdis").info("method %s, %d device(s), workdir %s", config.method, jax.device_count(), workdir)
-    train_and_evaluate(config, workdir)
+    try:
+        train_and_evaluate(config, workdir)
+    except NonFiniteError as err:
+        logging.getLogger("jaxdis").error("%s", err)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

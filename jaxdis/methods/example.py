@@ -25,7 +25,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        h = nn.Dense(self.hidden, name="body")(x)
+        h = nn.Dense(self.hidden, use_bias=False, name="body")(x)  # BatchNorm follows: a bias would be dead
         h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="norm")(h)
         h = nn.Dropout(0.1, deterministic=not train)(nn.relu(h))
         return nn.Dense(self.out, name="head")(h)
