@@ -74,6 +74,15 @@ class Method(abc.ABC):
 
         return {"lr": float(make_schedule(self.config.optim, self.config.train.steps)(step))}
 
+    def embed(self, params: PyTree, model_state: PyTree, corpus) -> tuple[Any, dict[str, np.ndarray]]:
+        """Utterance embeddings of a corpus by each of the method's encoders.
+
+        Returns (kept_corpus, {encoder name: (N, d) array}) with rows aligned to
+        kept_corpus.table; the shared evaluations (speaker ID, verification, probes)
+        run on these. Methods without utterance encoders need not implement it.
+        """
+        raise NotImplementedError(f"method {self.name!r} has no utterance encoders")
+
     def evaluate(self, params: PyTree, model_state: PyTree, step: int, workdir: str) -> dict[str, float]:
         """Eval hook called every ``train.eval_every`` steps and at the end; returns scalars."""
         return {}
