@@ -83,6 +83,10 @@ class Method(abc.ABC):
         """
         raise NotImplementedError(f"method {self.name!r} has no utterance encoders")
 
+    def embed_waves(self, params: PyTree, model_state: PyTree, waves: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Utterance embeddings of 16 kHz mono waveforms: {encoder name: (N, d)}."""
+        raise NotImplementedError(f"method {self.name!r} has no utterance encoders")
+
     def evaluate(self, params: PyTree, model_state: PyTree, step: int, workdir: str) -> dict[str, float]:
         """Eval hook called every ``train.eval_every`` steps and at the end; returns scalars."""
         return {}
