@@ -1,0 +1,199 @@
+"""Train step of the JAX FrameEncoder vs transformers' PyTorch HubertModel, printed as a ratio.
+
+Both sides run the same work: waveform → HuBERT encoder (same config, batch, length,
+no dropout) → linear head over K clusters → cross-entropy on the same span-masked
+frames → backward → AdamW step. On a GPU it also prints model FLOPs utilisation from
+the analytic FLOP count (and XLA's own count for comparison).
+
+    python benchmarks/transformer.py                            # CPU-sized: small, 4 × 2 s
+    python benchmarks/transformer.py --size base --batch 8 --seconds 5 --dtype bfloat16   # GPU
+    python benchmarks/transformer.py --size base --batch 8 --seconds 5 --dtype float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from jaxdis.masking import span_mask  # noqa: E402
+from jaxdis.methods.transformer import MaskedPredictor  # noqa: E402
+from jaxdis.models.transformer import FrameEncoderConfig, train_flops_per_frame  # noqa: E402
+
+# Dense peak FLOP/s per device kind (bf16 tensor cores; fp32 without TF32), for MFU.
+PEAK = {  # substring of jax's device_kind → (bf16, fp32)
+    "H100": (989e12, 67e12), "H200": (989e12, 67e12), "H800": (989e12, 67e12),
+    "A100": (312e12, 19.5e12), "L4": (121e12, 30e12), "A10": (125e12, 31e12),
+    "TPU v4": (275e12, 275e12), "TPU v5 lite": (197e12, 197e12), "TPU v5": (459e12, 459e12),
+}
+
+
+def peak_flops(dtype: str) -> float | None:
+    kind = jax.devices()[0].device_kind
+    for key, (bf16, fp32) in PEAK.items():
+        if key in kind:
+            return bf16 if dtype == "bfloat16" else fp32
+    return None
+
+
+def _time(fn, steps: int, warmup: int) -> float:
+    """Median seconds per call after `warmup` calls (fn blocks until done)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def jax_step(cfg: FrameEncoderConfig, wav, span, labels, k: int, lr: float):
+    model = MaskedPredictor(cfg, k)
+    params = jax.jit(lambda key: model.init(key, wav, None, span, False))(jax.random.PRNGKey(0))["params"]
+    tx = optax.adamw(lr, weight_decay=0.01)
+    opt = tx.init(params)
+
+    def loss_fn(p, wav, span, labels):
+        logits, _, _ = model.apply({"params": p}, wav, None, span, train=False)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        w = span.astype(jnp.float32)
+        return jnp.sum(ce * w) / jnp.sum(w)
+
+    def update(p, o, wav, span, labels):
+        loss, g = jax.value_and_grad(loss_fn)(p, wav, span, labels)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o, loss
+
+    step = jax.jit(update, donate_argnums=(0, 1))
+    compiled = step.lower(params, opt, wav, span, labels).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    state = {"p": params, "o": opt}
+
+    def run():
+        state["p"], state["o"], loss = compiled(state["p"], state["o"], wav, span, labels)
+        loss.block_until_ready()
+
+    return run, (cost or {}).get("flops"), sum(x.size for x in jax.tree.leaves(params))
+
+
+def torch_step(cfg: FrameEncoderConfig, wav, span, labels, k: int, lr: float, dtype: str, device: str, compile_: bool):
+    import torch
+    import transformers
+
+    hf = transformers.HubertConfig(
+        hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+        intermediate_size=cfg.mlp, conv_dim=cfg.conv_dim, conv_kernel=cfg.conv_kernel, conv_stride=cfg.conv_stride,
+        conv_bias=cfg.conv_bias, feat_extract_norm=cfg.feat_norm, num_conv_pos_embeddings=cfg.pos_conv_kernel,
+        num_conv_pos_embedding_groups=cfg.pos_conv_groups, do_stable_layer_norm=cfg.stable_layer_norm,
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0,
+        mask_time_prob=0.05)
+    hf._attn_implementation = "sdpa"
+    model = transformers.HubertModel(hf).to(device).train()
+    head = torch.nn.Linear(cfg.hidden, k).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    x = torch.from_numpy(np.asarray(wav)).to(device)
+    m = torch.from_numpy(np.asarray(span)).to(device)
+    y = torch.from_numpy(np.asarray(labels)).long().to(device)
+    fwd = torch.compile(model) if compile_ else model
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            h = fwd(x, mask_time_indices=m).last_hidden_state
+            logits = head(h).float()
+        loss = torch.nn.functional.cross_entropy(logits[m], y[m])
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run, sum(p.numel() for p in params)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="small", help="tiny | small | base | large")
+    p.add_argument("--layers", type=int, help="override the preset's layer count")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=2.0, help="audio per example (16 kHz)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--clusters", type=int, default=504)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--torch-compile", action="store_true", help="also time torch.compile(model)")
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args(argv)
+
+    over = {"layers": args.layers} if args.layers else {}
+    cfg = FrameEncoderConfig.from_name(args.size, dropout=0.0, feat_dropout=0.0, dtype=args.dtype, **over)
+    samples = int(args.seconds * 16000)
+    frames = cfg.num_frames(samples)
+    rng = np.random.default_rng(0)
+    wav = rng.standard_normal((args.batch, samples)).astype(np.float32)
+    span = np.asarray(span_mask(jax.random.PRNGKey(0), jnp.ones((args.batch, frames), bool)))
+    labels = rng.integers(0, args.clusters, (args.batch, frames)).astype(np.int32)
+    backend = jax.default_backend()
+    res = {"device": jax.devices()[0].device_kind, "backend": backend, "size": args.size, "layers": cfg.layers,
+           "batch": args.batch, "seconds": args.seconds, "frames": frames, "dtype": args.dtype}
+
+    run, xla_flops, n_params = jax_step(cfg, jnp.asarray(wav), jnp.asarray(span), jnp.asarray(labels),
+                                        args.clusters, 1e-4)
+    res["params"] = n_params
+    res["jax_step_s"] = _time(run, args.steps, args.warmup)
+    flops = train_flops_per_frame(cfg, frames) * frames * args.batch
+    res["model_tflop_per_step"] = flops / 1e12
+    res["xla_tflop_per_step"] = xla_flops / 1e12 if xla_flops else None
+    res["jax_tflops"] = flops / res["jax_step_s"] / 1e12
+    peak = peak_flops(args.dtype)
+    if backend == "gpu" and peak:
+        res["jax_mfu"] = flops / res["jax_step_s"] / peak
+
+    if not args.no_torch:
+        try:
+            import torch
+
+            device = "cuda" if backend == "gpu" else "cpu"
+            if device == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError("this torch has no CUDA: the ratio would compare different devices")
+            if device == "cpu":
+                torch.set_num_threads(os.cpu_count() or 1)
+            trun, _ = torch_step(cfg, wav, span, labels, args.clusters, 1e-4, args.dtype, device, False)
+            res["torch_step_s"] = _time(trun, args.steps, args.warmup)
+            res["speedup_vs_torch"] = res["torch_step_s"] / res["jax_step_s"]
+            if backend == "gpu" and peak:
+                res["torch_mfu"] = flops / res["torch_step_s"] / peak
+            if args.torch_compile:
+                crun, _ = torch_step(cfg, wav, span, labels, args.clusters, 1e-4, args.dtype, device, True)
+                res["torch_compile_step_s"] = _time(crun, args.steps, args.warmup)
+                res["speedup_vs_torch_compile"] = res["torch_compile_step_s"] / res["jax_step_s"]
+        except Exception as e:  # no torch, no CUDA torch: JAX numbers only
+            res["torch_error"] = f"{type(e).__name__}: {e}"
+
+    print(json.dumps(res, indent=2))
+    line = f"{res['device']} {args.size}×{cfg.layers} B={args.batch} {args.seconds:g}s {args.dtype}: JAX {res['jax_step_s'] * 1e3:.1f} ms"
+    if "torch_step_s" in res:
+        line += f", PyTorch {res['torch_step_s'] * 1e3:.1f} ms → {res['speedup_vs_torch']:.2f}×"
+    if "jax_mfu" in res:
+        line += f", MFU {100 * res['jax_mfu']:.1f} %"
+    print(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    main()
