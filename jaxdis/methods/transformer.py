@@ -184,12 +184,18 @@ class TransformerMethod(Method):
         """(B, T, d_target) features that the k-means targets quantise (not standardised)."""
         o = self.config.objective
         if o.targets == "mfcc":
-            if self.cfg.frontend != "fbank":
-                raise ValueError("objective.targets='mfcc' needs model.frontend='fbank' (or use 'layer' targets)")
-            c = mfcc(x)                                                        # (B, F, 39)
-            b, f, d = c.shape
-            t = f // self.cfg.fbank_stack
-            return c[:, :t * self.cfg.fbank_stack].reshape(b, t, self.cfg.fbank_stack, d).mean(2)  # (B, T, 39)
+            stack = self.cfg.fbank_stack
+            if self.cfg.frontend == "fbank":
+                logmel = x                                                     # (B, F, 80)
+            else:  # the same 25 ms / 10 ms log-mel from the waveform, two frames per 20 ms frame
+                from jaxdis.data.features import log_fbank
+
+                logmel, _ = log_fbank(x, mask.astype(jnp.int32).sum(-1))       # (B, 1 + S // 160, 80)
+                stack = 2
+            c = mfcc(logmel)                                                   # (B, F, 39)
+            b, _, d = c.shape
+            t = self.cfg.num_frames(x.shape[1])
+            return c[:, :t * stack].reshape(b, t, stack, d).mean(2)            # (B, T, 39)
         if o.targets == "layer":
             tcfg = self.teacher_config()
             _, aux = FrameEncoder(tcfg).apply({"params": model_state["teacher"]}, x, mask)
@@ -376,17 +382,11 @@ class TransformerMethod(Method):
             feats = [np.asarray(w, np.float32)[:, None] for w in waves]
         return self.embed_features(params, feats)
 
-    def heldout_masked_ce(self, params, model_state, num_batches: int = 4) -> dict[str, float]:
-        """Masked CE / accuracy on fixed held-out crops and masks (no dropout)."""
-        from jaxdis.data.batching import CropSource
-
-        _, held = self._splits()
-        if held is None:
-            return {}
+    @functools.cached_property
+    def _masked_stats(self):
+        """jit: (params, model_state, x, mask, key) → (Σ CE, Σ correct, count) over masked frames."""
         o = self.config.objective
-        src = CropSource(held[1], self.crop, self.config.train.batch_size, seed=1234)
 
-        @jax.jit
         def stats(params, model_state, x, mask, key):
             b, t = x.shape[0], self.cfg.num_frames(x.shape[1])
             valid = frame_mask(self.cfg, mask, b, t)
@@ -396,12 +396,22 @@ class TransformerMethod(Method):
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
             hit = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
             w = span.astype(jnp.float32)
-            return jnp.sum(ce * w), jnp.sum(hit * w), jnp.sum(w)
+            return jnp.stack([jnp.sum(ce * w), jnp.sum(hit * w), jnp.sum(w)])
 
+        return jax.jit(stats)
+
+    def heldout_masked_ce(self, params, model_state, num_batches: int = 8) -> dict[str, float]:
+        """Masked CE / accuracy on fixed held-out crops and masks (no dropout)."""
+        from jaxdis.data.batching import CropSource
+
+        _, held = self._splits()
+        if held is None:
+            return {}
+        src = CropSource(held[1], self.crop, self.config.train.batch_size, seed=1234)
         tot = np.zeros(3)
         for s in range(num_batches):
             x, mask = self._inputs(src.batch(s))
-            tot += np.array(jax.device_get(stats(params, model_state, x, mask, jax.random.PRNGKey(s))))
+            tot += np.asarray(jax.device_get(self._masked_stats(params, model_state, x, mask, jax.random.PRNGKey(s))))
         return {"heldout_masked_ce": tot[0] / tot[2], "heldout_masked_acc": tot[1] / tot[2]}
 
     def probes(self, params) -> dict[str, float]:
