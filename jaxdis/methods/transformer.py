@@ -50,8 +50,8 @@ class MaskedPredictor(nn.Module):
     @nn.compact
     def __call__(self, x, mask, span, train: bool):
         last, aux = FrameEncoder(self.cfg, name="encoder")(x, mask, span_mask=span, train=train)
-        logits = nn.Dense(self.num_clusters, dtype=jnp.float32, name="head")(last.astype(jnp.float32))
-        return logits, last, aux                                            # (B, T, K), (B, T, D)
+        logits = nn.Dense(self.num_clusters, dtype=jnp.dtype(self.cfg.dtype), name="head")(last)
+        return logits.astype(jnp.float32), last, aux                        # (B, T, K), (B, T, D)
 
 
 def encoder_config(model_cfg) -> FrameEncoderConfig:
@@ -184,18 +184,20 @@ class TransformerMethod(Method):
         """(B, T, d_target) features that the k-means targets quantise (not standardised)."""
         o = self.config.objective
         if o.targets == "mfcc":
-            stack = self.cfg.fbank_stack
-            if self.cfg.frontend == "fbank":
-                logmel = x                                                     # (B, F, 80)
-            else:  # the same 25 ms / 10 ms log-mel from the waveform, two frames per 20 ms frame
-                from jaxdis.data.features import log_fbank
-
-                logmel, _ = log_fbank(x, mask.astype(jnp.int32).sum(-1))       # (B, 1 + S // 160, 80)
-                stack = 2
-            c = mfcc(logmel)                                                   # (B, F, 39)
-            b, _, d = c.shape
             t = self.cfg.num_frames(x.shape[1])
-            return c[:, :t * stack].reshape(b, t, stack, d).mean(2)            # (B, T, 39)
+            if self.cfg.frontend == "fbank":
+                c = mfcc(x)                                                    # (B, F, 39)
+                b, _, d = c.shape
+                s = self.cfg.fbank_stack
+                return c[:, :t * s].reshape(b, t, s, d).mean(2)                # (B, T, 39)
+            # Waveform: the 25 ms / 10 ms log-mel of the same samples, the fbank frame
+            # nearest to the centre of each encoder frame's receptive field.
+            from jaxdis.data.features import log_fbank
+
+            logmel, _ = log_fbank(x, mask.astype(jnp.int32).sum(-1))           # (B, 1 + S // 160, 80)
+            centre = np.arange(t) * self.cfg.hop + self.cfg.receptive_field / 2
+            idx = np.minimum(np.round(centre / 160).astype(np.int32), logmel.shape[1] - 1)
+            return mfcc(logmel)[:, idx]                                        # (B, T, 39)
         if o.targets == "layer":
             tcfg = self.teacher_config()
             _, aux = FrameEncoder(tcfg).apply({"params": model_state["teacher"]}, x, mask)
@@ -453,7 +455,7 @@ class TransformerMethod(Method):
                 base = json.load(f)
         else:
             init_rng, _ = jax.random.split(jax.random.PRNGKey(self.config.seed))
-            p0, s0 = self.init(init_rng, self.data().batch(0))
+            p0, s0 = jax.jit(self.init)(init_rng, self.data().batch(0))
             base = {**self.heldout_masked_ce(p0, s0), **self.probes(p0)}
             base = {k: float(v) for k, v in base.items()}
             if jax.process_index() == 0:

@@ -105,6 +105,21 @@ class FrameEncoderConfig:
         """Width of the features before the projection."""
         return self.n_mels * self.fbank_stack if self.frontend == "fbank" else self.conv_dim[-1]
 
+    @property
+    def hop(self) -> int:
+        """Input samples (waveform) or fbank frames per encoder frame."""
+        return self.fbank_stack if self.frontend == "fbank" else int(np.prod(self.conv_stride))
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples (waveform) or fbank frames seen by one encoder frame."""
+        if self.frontend == "fbank":
+            return self.fbank_stack
+        rf, jump = 1, 1
+        for k, s in zip(self.conv_kernel, self.conv_stride):
+            rf, jump = rf + (k - 1) * jump, jump * s
+        return rf
+
     def num_frames(self, length: int | Array) -> int | Array:
         """Encoder frames for `length` input samples (waveform) or fbank frames."""
         if self.frontend == "fbank":
@@ -266,8 +281,9 @@ def attend(q: Array, k: Array, v: Array, bias: Array | None, mask: Array, impl: 
     """jax.nn.dot_product_attention over real keys only (right-padded rows).
 
     cuDNN's fused kernel takes the padding as sequence lengths and needs fp16/bf16 on a
-    GPU; "auto" uses it when it applies and XLA otherwise."""
-    use_cudnn = impl == "cudnn" or (impl == "auto" and jax.default_backend() == "gpu"
+    GPU; "auto" uses it there when there is no bias (WavLM's per-example gated bias, whose
+    gradient cuDNN handles only in restricted shapes, stays on XLA), XLA otherwise."""
+    use_cudnn = impl == "cudnn" or (impl == "auto" and bias is None and jax.default_backend() == "gpu"
                                     and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0)
     if use_cudnn:
         lengths = mask.astype(jnp.int32).sum(-1)
