@@ -176,8 +176,8 @@ class SAEMethod(Method):
         out = []
         for group, specs in self.groups.items():
             stacked = jax.tree.map(np.asarray, params[group])
-            for i, (name, _, k, _) in enumerate(specs):
-                out.append(TrainedSAE(name, k, {kk: v[i] for kk, v in stacked.items()}, mean, std))
+            for i, (name, _, k, seed) in enumerate(specs):
+                out.append(TrainedSAE(name, k, {kk: v[i] for kk, v in stacked.items()}, mean, std, seed))
         return out
 
     def evaluate(self, params, model_state, step, workdir):

@@ -320,11 +320,17 @@ def unit_norm_decoder(inner: optax.GradientTransformation) -> optax.GradientTran
 class TrainedSAE:
     """One trained SAE with its input standardisation; numpy in, numpy out, chunked."""
 
-    name: str
+    name: str                              # as in its run's metrics (k32_s0)
     k: int
     params: dict[str, np.ndarray]          # b_pre, W_enc, b_enc, W_dec of this SAE alone
     mean: np.ndarray | None = None         # per-dimension standardisation (None: raw input)
     std: np.ndarray | None = None
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """Unique across runs: L2048_k32_s0."""
+        return f"L{self.n_latents}_k{self.k}_s{self.seed}"
 
     @property
     def n_latents(self) -> int:

@@ -1,0 +1,213 @@
+"""`eval.py sae-probe`: which single SAE latent separates each label (paper's "top latent").
+
+    python eval.py sae-probe --workdir runs/sae --labels labels.csv --cols gender accent --out results/sae
+    # several runs / a grid run: top-latent accuracy against latent count and k, feature splitting
+    python eval.py sae-probe --workdir runs/sae_grid --labels labels.csv --cols gender --out results/grid
+
+For each column, each latent is scored by the balanced accuracy of its best threshold
+(one-vs-rest per class for multi-class columns); the latent and its threshold are chosen
+on speakers of one part (``--group-col``) and scored on held-out speakers
+(``--heldout``; 0 scores on the same rows, as the paper does).
+
+metrics.json (the ``--sae`` SAE, default the first): ``fvu``, ``l0``, ``dead_frac`` (on these
+embeddings, raw space), ``top_latent.<col>.balanced_acc``, ``.index``, ``.balanced_acc_fit``,
+``.auc``; multi-class columns add ``top_latent.<col>.<class>.*`` and report the class mean
+(index: the best class's latent). Every SAE: ``sae.<L..._k..._s...>.*``. With
+``jaxdis.eval.verification``: ``verify.original.eer``, ``verify.reconstructed.eer``,
+``verify.eer_delta`` (points) and minDCF, on same/different-speaker trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+import numpy as np
+
+from jaxdis.eval import latents as lat
+
+SKIP_COLS = {"path", "text", "duration", "index"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", nargs="+", required=True, help="SAE run(s) made by train.py --config configs/sae.py")
+    p.add_argument("--embeddings", help="(N, d) .npy/parquet (default: the first run's data.embeddings)")
+    p.add_argument("--labels", required=True, help="CSV with one row per embedding")
+    p.add_argument("--cols", nargs="+", help="label columns to probe (default: every categorical column "
+                   "with 2-50 classes other than --group-col)")
+    p.add_argument("--group-col", default="speaker", help="held-out split is disjoint in this column")
+    p.add_argument("--heldout", type=float, default=0.5, help="fraction of groups held out for scoring (0: none)")
+    p.add_argument("--sae", help="SAE whose figures are the top-level metrics (its label, e.g. L2048_k32_s0)")
+    p.add_argument("--split-col", help="classes for the feature-splitting heatmap (default: --group-col)")
+    p.add_argument("--no-verify", action="store_true", help="skip EER of original vs reconstructed embeddings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_-]+", "_", str(name))
+
+
+def load_inputs(args):
+    """(saes, x (N, d), labels DataFrame)."""
+    import pandas as pd
+
+    from jaxdis.methods.sae import load_array, load_saes
+    from jaxdis.train.checkpoint import load_config
+
+    saes = [s for w in args.workdir for s in load_saes(w)]
+    labels_seen = set()
+    for s in saes:
+        if s.label in labels_seen:
+            raise SystemExit(f"two SAEs are both {s.label}; give runs with distinct (latents, k, seed)")
+        labels_seen.add(s.label)
+    path = args.embeddings or load_config(args.workdir[0]).data.embeddings
+    if not path:
+        raise SystemExit("give --embeddings (the run was not trained on a file)")
+    x = load_array(path)
+    table = pd.read_csv(args.labels, dtype=str, keep_default_na=False)
+    if len(table) != len(x):
+        raise SystemExit(f"{path} has {len(x)} rows but {args.labels} has {len(table)}")
+    return saes, x, table
+
+
+def default_cols(table, group_col: str) -> list[str]:
+    cols = []
+    for c in table.columns:
+        if c in SKIP_COLS or c == group_col:
+            continue
+        n = table[c].nunique()
+        if 2 <= n <= 50 and not _numeric(table[c]):
+            cols.append(c)
+    return cols
+
+
+def _numeric(series) -> bool:
+    try:
+        series.astype(float)
+        return True
+    except ValueError:
+        return False
+
+
+def sae_metrics(sae, x: np.ndarray, z: np.ndarray) -> dict[str, float]:
+    """FVU (raw space), L0 and dead fraction (fires on no row) of one SAE on x."""
+    x_hat = sae.decode(z)
+    fvu = float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    return {"fvu": fvu, "l0": float((z > 0).sum(1).mean()), "dead_frac": float(((z > 0).sum(0) == 0).mean())}
+
+
+def probe_columns(z: np.ndarray, table, cols: list[str], fit: np.ndarray, test: np.ndarray) -> dict:
+    """{col: {"balanced_acc", "index", ..., per class}} for one SAE's latents z."""
+    out = {}
+    for col in cols:
+        tops = lat.column_top_latents(z, table[col].to_numpy(), fit, test)
+        if not tops:
+            continue
+        best = max(tops, key=lambda t: t.balanced_acc_fit)
+        entry = {"balanced_acc": float(np.mean([t.balanced_acc for t in tops])),
+                 "balanced_acc_fit": float(np.mean([t.balanced_acc_fit for t in tops])),
+                 "auc": float(np.mean([t.auc for t in tops])), "index": best.index, "sign": best.sign}
+        if len(tops) > 1:
+            for t in tops:
+                entry[_key(t.cls)] = {"balanced_acc": t.balanced_acc, "balanced_acc_fit": t.balanced_acc_fit,
+                                      "auc": t.auc, "index": t.index, "sign": t.sign}
+        out[col] = entry
+    return out
+
+
+def verify_metrics(x: np.ndarray, x_hat: np.ndarray, speakers: np.ndarray, seed: int) -> dict | None:
+    """EER / minDCF of original and reconstructed embeddings with the shared verification code."""
+    try:
+        from jaxdis.eval import verification as ver
+    except ImportError:
+        return None
+    out = {}
+    trials = ver.build_trials(speakers, seed=seed) if hasattr(ver, "build_trials") else None
+    if trials is None:
+        return None
+    i, j, same = trials
+    for name, emb in (("original", x), ("reconstructed", x_hat)):
+        e = lat.unit(emb)
+        scores = np.sum(e[i] * e[j], axis=-1)
+        out[name] = {"eer": 100.0 * float(ver.eer(scores, same)), "min_dcf": float(ver.min_dcf(scores, same, p_target=0.01))}
+    out["eer_delta"] = out["reconstructed"]["eer"] - out["original"]["eer"]
+    return out
+
+
+def run(args) -> dict:
+    saes, x, table = load_inputs(args)
+    os.makedirs(args.out, exist_ok=True)
+    cols = args.cols or default_cols(table, args.group_col)
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise SystemExit(f"{args.labels} has no column {missing} (columns: {', '.join(table.columns)})")
+    groups = table[args.group_col].to_numpy() if args.group_col in table.columns else np.arange(len(x))
+    fit, test = lat.group_split(groups, args.heldout, args.seed)
+
+    per_sae, latents = {}, {}
+    for sae in saes:
+        z = sae.latents(x)  # (N, L)
+        latents[sae.label] = z
+        per_sae[sae.label] = {**sae_metrics(sae, x, z), "top_latent": probe_columns(z, table, cols, fit, test)}
+        print(f"{sae.label}: fvu {per_sae[sae.label]['fvu']:.4f}, " + ", ".join(
+            f"{c} {v['balanced_acc']:.3f} (#{v['index']})" for c, v in per_sae[sae.label]["top_latent"].items()))
+
+    primary = next((s for s in saes if s.label == args.sae), saes[0]) if args.sae else saes[0]
+    if args.sae and primary.label != args.sae:
+        raise SystemExit(f"no SAE {args.sae!r}; have {', '.join(s.label for s in saes)}")
+    metrics = dict(per_sae[primary.label])
+    metrics["sae"] = per_sae
+    metrics["heldout_frac"] = float(args.heldout)
+
+    if not args.no_verify and args.group_col in table.columns:
+        v = verify_metrics(x, primary.decode(latents[primary.label]), table[args.group_col].to_numpy(), args.seed)
+        if v is None:
+            print("verify: jaxdis.eval.verification (eer, min_dcf, build_trials) is not available; skipped")
+        else:
+            metrics["verify"] = v
+
+    _write_table(per_sae, cols, os.path.join(args.out, "table.md"))
+    if not args.no_plots:
+        _plots(args, saes, latents, table, cols, per_sae, fit)
+    return metrics
+
+
+def _write_table(per_sae: dict, cols: list[str], path: str) -> None:
+    from jaxdis.eval.report import markdown_table
+
+    rows = []
+    for label, m in per_sae.items():
+        row = {"sae": label, "fvu": m["fvu"], "l0": m["l0"], "dead_frac": m["dead_frac"]}
+        for c in cols:
+            if c in m["top_latent"]:
+                row[f"{c} bal. acc"] = m["top_latent"][c]["balanced_acc"]
+                row[f"{c} latent"] = m["top_latent"][c]["index"]
+        rows.append(row)
+    with open(path, "w") as f:
+        f.write(markdown_table(rows) + "\n")
+
+
+def _plots(args, saes, latents, table, cols, per_sae, fit) -> None:
+    if len(saes) > 1:
+        for col in cols:
+            rows = [dict(n_latents=s.n_latents, k=s.k, balanced_acc=per_sae[s.label]["top_latent"][col]["balanced_acc"])
+                    for s in saes if col in per_sae[s.label]["top_latent"]]
+            if rows:
+                lat.plot_top_latent_grid(rows, col, os.path.join(args.out, f"top_latent_{_key(col)}.png"))
+    sizes = sorted({s.n_latents for s in saes})
+    split_col = args.split_col or (args.group_col if args.group_col in table.columns else None)
+    if len(sizes) > 1 and split_col:
+        k_common = min({s.k for s in saes}, key=lambda k: -sum(s.k == k for s in saes))
+        chain = [min((s for s in saes if s.n_latents == n), key=lambda s: (s.k != k_common, s.seed)) for n in sizes]
+        for col in cols:
+            top = per_sae[chain[0].label]["top_latent"].get(col)
+            if top is None:
+                continue
+            rows = lat.feature_splitting(chain, latents, (chain[0].label, top["index"]), table[split_col].to_numpy())
+            classes = sorted(set(table[split_col].astype(str)))
+            lat.plot_feature_splitting(rows, classes, f"{col}: latents near L={sizes[0]} #{top['index']} "
+                                       f"(decoder cosine), mean activation per {split_col}",
+                                       os.path.join(args.out, f"feature_splitting_{_key(col)}.png"))

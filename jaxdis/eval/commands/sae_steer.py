@@ -1,0 +1,135 @@
+"""`eval.py sae-steer`: edit one SAE latent and watch a classifier and class centroids move.
+
+    python eval.py sae-steer --workdir runs/sae --labels labels.csv --col gender --out results/steer
+
+For each target class t of ``--col`` (or ``--target``): the latent that best indicates t
+(active → t; chosen on the fit speakers) is set to its typical value on t (mean when
+active, × ``--scale``; or ``--value``) in every held-out utterance of another class that
+a logistic-regression classifier, trained on the original fit embeddings, gets right.
+The edit keeps the SAE's error term (x + Δz·W_dec; ``--no-keep-error`` decodes x̂').
+
+metrics.json: ``steer.flip_rate`` (share of those utterances now classified t; mean over
+targets), ``steer.sim_shift`` (mean change of cos(x, centroid_t) − cos(x, centroid_source)),
+and per target ``steer.<t>.{flip_rate, sim_shift, latent, value, n, remove_flip_rate}``
+(remove: the latent set to 0 in held-out t utterances). Plots: ``steer_<t>.png``
+(relative-similarity histograms before/after, flip rate against the scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from jaxdis.eval import latents as lat
+from jaxdis.eval.commands.sae_probe import _key, load_inputs
+
+SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", nargs="+", required=True, help="SAE run(s) made by train.py --config configs/sae.py")
+    p.add_argument("--embeddings", help="(N, d) .npy/parquet (default: the first run's data.embeddings)")
+    p.add_argument("--labels", required=True, help="CSV with one row per embedding")
+    p.add_argument("--col", default="gender", help="label column to steer")
+    p.add_argument("--target", nargs="+", help="target classes (default: every class of --col)")
+    p.add_argument("--sae", help="which SAE (its label, e.g. L2048_k32_s0; default the first)")
+    p.add_argument("--latent", type=int, help="latent to edit (default: the top latent for the target)")
+    p.add_argument("--value", type=float, help="value to set (default: typical target value × --scale)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiple of the typical target-class value")
+    p.add_argument("--no-keep-error", action="store_true", help="use the edited reconstruction alone")
+    p.add_argument("--group-col", default="speaker", help="held-out split is disjoint in this column")
+    p.add_argument("--heldout", type=float, default=0.5, help="fraction of groups held out (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def train_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    """Logistic regression on standardised embeddings (the shared probe when available)."""
+    try:
+        from jaxdis.eval.probes import logistic_probe  # type: ignore
+
+        return logistic_probe(x, y, seed=seed)
+    except ImportError:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(x, y)
+
+
+def steer_class(sae, x: np.ndarray, z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndarray,
+                test: np.ndarray, clf, args) -> tuple[dict, dict]:
+    """Steering results toward one target class: (metrics, plot data)."""
+    y = labels == target
+    if args.latent is not None:
+        j = int(args.latent)
+    else:
+        top, _ = lat.top_latent(z, labels, target, fit, test, positive_only=True)
+        j = top.index
+    on = z[fit & y, j]
+    typical = float(on[on > 0].mean()) if (on > 0).any() else float(z[:, j].max())
+    value = float(args.value) if args.value is not None else typical * args.scale
+    keep = not args.no_keep_error
+
+    pred0 = clf.predict(x)
+    source = test & ~y & (pred0 != target)  # held-out, other class, classified correctly-ish
+    if not source.any():
+        return {}, {}
+    xs = x[source]
+    centroid_t = x[fit & y].mean(0)
+    # The source centroid: of the other classes' fit rows (one class if binary).
+    centroid_s = x[fit & ~y].mean(0)
+    after = lat.steer(sae, xs, j, value=value, keep_error=keep)
+    flip = float(np.mean(clf.predict(after) == target))
+    rel0 = lat.relative_similarity(xs, centroid_t, centroid_s)
+    rel1 = lat.relative_similarity(after, centroid_t, centroid_s)
+    sweep = [(s, float(np.mean(clf.predict(lat.steer(sae, xs, j, value=typical * s, keep_error=keep)) == target)))
+             for s in SWEEP]
+
+    targets = test & y & (pred0 == target)
+    remove = float("nan")
+    if targets.any():
+        removed = lat.steer(sae, x[targets], j, value=0.0, keep_error=keep)
+        remove = float(np.mean(clf.predict(removed) != target))
+    metrics = {"flip_rate": flip, "sim_shift": float(np.mean(rel1 - rel0)), "latent": j, "value": value,
+               "typical_value": typical, "n": int(source.sum()), "remove_flip_rate": remove,
+               "rel_sim_before": float(rel0.mean()), "rel_sim_after": float(rel1.mean())}
+    return metrics, {"before": rel0, "after": rel1, "sweep": sweep}
+
+
+def run(args) -> dict:
+    saes, x, table = load_inputs(args)
+    sae = next((s for s in saes if s.label == args.sae), None) if args.sae else saes[0]
+    if sae is None:
+        raise SystemExit(f"no SAE {args.sae!r}; have {', '.join(s.label for s in saes)}")
+    if args.col not in table.columns:
+        raise SystemExit(f"{args.labels} has no column {args.col!r} (columns: {', '.join(table.columns)})")
+    os.makedirs(args.out, exist_ok=True)
+    labels = table[args.col].astype(str).to_numpy()
+    groups = table[args.group_col].to_numpy() if args.group_col in table.columns else np.arange(len(x))
+    fit, test = lat.group_split(groups, args.heldout, args.seed)
+    clf = train_classifier(x[fit], labels[fit], args.seed)
+    acc = float(np.mean(clf.predict(x[test]) == labels[test]))
+    z = sae.latents(x)
+
+    per, results = {}, {}
+    for target in args.target or sorted(set(labels)):
+        m, plot = steer_class(sae, x, z, labels, target, fit, test, clf, args)
+        if not m:
+            continue
+        per[_key(target)] = m
+        print(f"→ {target}: latent #{m['latent']} = {m['value']:.3f}: flip {m['flip_rate']:.3f} of {m['n']}, "
+              f"similarity shift {m['sim_shift']:+.3f}, removal flips {m['remove_flip_rate']:.3f}")
+        if not args.no_plots:
+            lat.plot_steering(plot["before"], plot["after"], plot["sweep"],
+                              f"{sae.label}: latent #{m['latent']} → {target} (flip {m['flip_rate']:.0%})",
+                              os.path.join(args.out, f"steer_{_key(target)}.png"))
+    if not per:
+        raise SystemExit("nothing to steer: no held-out utterance of another class is classified correctly")
+    results = {"flip_rate": float(np.mean([m["flip_rate"] for m in per.values()])),
+               "sim_shift": float(np.mean([m["sim_shift"] for m in per.values()])),
+               "classifier_acc": acc, **per}
+    return {"steer": results}
