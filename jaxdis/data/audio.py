@@ -32,9 +32,13 @@ def _decode(path: str) -> tuple[np.ndarray, int]:
         return data, int(sr)
     except Exception as sf_err:  # noqa: BLE001 - any decoder failure is reported below
         try:
+            import warnings
+
             import librosa
 
-            data, sr = librosa.load(path, sr=None, mono=False)
+            with warnings.catch_warnings():  # librosa warns about its audioread fallback
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(path, sr=None, mono=False)
             data = np.atleast_2d(data).T.astype(np.float32)  # (N, channels)
             return data, int(sr)
         except Exception:  # noqa: BLE001

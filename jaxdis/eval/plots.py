@@ -58,3 +58,16 @@ def f1_curves(table: dict[str, list], path: str, title: str = "Speaker ID from f
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def duration_histogram(durations: np.ndarray, path: str, title: str = "") -> str:
+    """Histogram of utterance durations in seconds."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(durations, bins=min(50, max(5, len(durations) // 5)), color="#4477aa")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("utterances")
+    ax.set_title(f"{title}: {len(durations)} utterances, {durations.sum() / 3600:.2f} h")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
