@@ -47,7 +47,11 @@ class Corpus:
         return [c for c in self.table.columns if c not in CORE_COLUMNS]
 
     def subset(self, indices) -> Corpus:
-        return Corpus(self.table.iloc[np.asarray(indices, dtype=int)].reset_index(drop=True), self.name)
+        """Rows by position (integer indices, or a boolean mask over rows)."""
+        indices = np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        return Corpus(self.table.iloc[indices.astype(int)].reset_index(drop=True), self.name)
 
     def split(self, by: str = "speaker", heldout_frac: float = 0.25, seed: int = 0) -> tuple[Corpus, Corpus]:
         """(train, heldout). by="speaker": whole voices held out (unseen-voice evaluation);
