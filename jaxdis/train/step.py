@@ -38,7 +38,7 @@ def _split_micro(batch: dict[str, jax.Array], accum: int, mesh: Mesh | None) -> 
 
 
 def _global_norm(tree: PyTree) -> jax.Array:
-    return optax.global_norm(tree) if jax.tree.leaves(tree) else jnp.zeros(())
+    return optax.tree.norm(tree) if jax.tree.leaves(tree) else jnp.zeros(())
 
 
 def make_update_fn(method: Method, tx: optax.GradientTransformation, grad_accum: int = 1,
