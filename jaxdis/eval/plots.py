@@ -71,3 +71,18 @@ def duration_histogram(durations: np.ndarray, path: str, title: str = "") -> str
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def score_histogram(scores: np.ndarray, same: np.ndarray, path: str, title: str = "") -> str:
+    """Target vs non-target trial scores."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(scores.min(), scores.max(), 60)
+    ax.hist(scores[~same], bins=bins, density=True, alpha=0.6, label="different speaker")
+    ax.hist(scores[same], bins=bins, density=True, alpha=0.6, label="same speaker")
+    ax.set_xlabel("cosine score")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
