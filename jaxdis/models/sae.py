@@ -213,6 +213,30 @@ def aux_cap(model: TopKSAE) -> int:
     return min(model.n_latents, max(2 * model.k_aux, model.n_latents // 8))
 
 
+def _main_terms(model: TopKSAE, params: PyTree, x: jax.Array, k, since_fired: jax.Array, dead_window: int):
+    """FVU, metrics, new counters, and what AuxK needs (x̂, dense pre-activations, dead mask)."""
+    m = model.bind({"params": params})
+    vals, idx, pre = m.encode(x, k)
+    x_hat = m.decode(vals, idx)  # (B, d)
+    dead = since_fired > dead_window  # (L,) from the counters before this batch
+    metrics = {"fvu": fvu(x, x_hat), "l0": jnp.mean(jnp.sum(vals > 0, axis=-1).astype(jnp.float32)),
+               "dead_frac": jnp.mean(dead.astype(jnp.float32))}
+    fired = fired_latents(vals, idx, model.n_latents)
+    new_since = jnp.where(fired, 0, jnp.minimum(since_fired + x.shape[0], jnp.iinfo(jnp.int32).max // 2))
+    return metrics, new_since.astype(since_fired.dtype), (x_hat, pre, dead)
+
+
+def _aux_term(model: TopKSAE, params: PyTree, x: jax.Array, x_hat: jax.Array, pre: jax.Array, dead: jax.Array,
+              mode: str) -> jax.Array:
+    """AuxK loss ‖e − ê‖² / ‖e‖² with e = x − x̂ stopped; 0 when nothing is dead."""
+    if mode == "off":
+        return jnp.zeros((), x.dtype)
+    e = jax.lax.stop_gradient(x - x_hat)  # (B, d) residual; b_pre is inside x̂ already
+    e_hat = model.bind({"params": params}).auxk(x, pre, dead, cap=aux_cap(model) if mode == "compact" else 0)
+    aux = jnp.sum((e - e_hat) ** 2) / jnp.maximum(jnp.sum(e ** 2), 1e-12)
+    return jnp.where(dead.any(), aux, 0.0)
+
+
 def sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, k: jax.Array | int, since_fired: jax.Array,
              dead_window: int, aux_coef: float = 1 / 32,
              aux_mode: str = "full") -> tuple[jax.Array, dict[str, jax.Array], jax.Array]:
@@ -222,28 +246,12 @@ def sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, k: jax.Array | int, s
     aux_mode: "full" (exact), "compact" (exact if ≤ aux_cap dead) or "off" (no dead latent).
     Returns (loss, metrics, new since_fired).
     """
-    m = model.bind({"params": params})
-    vals, idx, pre = m.encode(x, k)
-    x_hat = m.decode(vals, idx)  # (B, d)
-    main = fvu(x, x_hat)
-
-    dead = since_fired > dead_window  # (L,) from the counters before this batch
-    metrics = {"fvu": main, "l0": jnp.mean(jnp.sum(vals > 0, axis=-1).astype(jnp.float32)),
-               "dead_frac": jnp.mean(dead.astype(jnp.float32))}
-    loss = main
+    metrics, new_since, (x_hat, pre, dead) = _main_terms(model, params, x, k, since_fired, dead_window)
+    loss = metrics["fvu"]
     if model.k_aux:
-        aux = jnp.zeros(())
-        if aux_mode != "off":
-            e = jax.lax.stop_gradient(x - x_hat)  # (B, d) residual; b_pre is inside x̂ already
-            e_hat = m.auxk(x, pre, dead, cap=aux_cap(model) if aux_mode == "compact" else 0)
-            aux = jnp.sum((e - e_hat) ** 2) / jnp.maximum(jnp.sum(e ** 2), 1e-12)
-            aux = jnp.where(dead.any(), aux, 0.0)
-        metrics["auxk"] = aux
-        loss = loss + aux_coef * aux
-
-    fired = fired_latents(vals, idx, model.n_latents)
-    new_since = jnp.where(fired, 0, jnp.minimum(since_fired + x.shape[0], jnp.iinfo(jnp.int32).max // 2))
-    return loss, metrics, new_since.astype(since_fired.dtype)
+        metrics["auxk"] = _aux_term(model, params, x, x_hat, pre, dead, aux_mode)
+        loss = loss + aux_coef * metrics["auxk"]
+    return loss, metrics, new_since
 
 
 def stacked_sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, ks: jax.Array, since_fired: jax.Array,
@@ -255,19 +263,24 @@ def stacked_sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, ks: jax.Array
     only one branch runs): none when nothing is dead, the compact search while at most
     ``aux_cap`` latents are dead in any SAE, the full one otherwise. All three are exact.
     """
+    main = lambda p, k, s: _main_terms(model, p, x, k, s, dead_window)
+    metrics, new_since, (x_hat, pre, dead) = jax.vmap(main)(params, ks, since_fired)
+    losses = metrics["fvu"]
+    if model.k_aux:
+        def branch(mode):
+            fn = lambda p, xh, pr, dd: _aux_term(model, p, x, xh, pr, dd, mode)
+            return lambda: jax.vmap(fn)(params, x_hat, pre, dead)
 
-    def branch(mode):
-        fn = lambda p, k, s: sae_loss(model, p, x, k, s, dead_window, aux_coef, mode)
-        return lambda: jax.vmap(fn)(params, ks, since_fired)
-
-    if not model.k_aux:
-        return branch("off")()
-    n_dead = jnp.max(jnp.sum(since_fired > dead_window, axis=-1))
-    cap = aux_cap(model)
-    if cap >= model.n_latents:
-        return jax.lax.switch((n_dead > 0).astype(jnp.int32), [branch("off"), branch("full")])
-    index = (n_dead > 0).astype(jnp.int32) + (n_dead > cap).astype(jnp.int32)
-    return jax.lax.switch(index, [branch("off"), branch("compact"), branch("full")])
+        n_dead = jnp.max(jnp.sum(dead, axis=-1))
+        cap = aux_cap(model)
+        if cap >= model.n_latents:
+            aux = jax.lax.switch((n_dead > 0).astype(jnp.int32), [branch("off"), branch("full")])
+        else:
+            index = (n_dead > 0).astype(jnp.int32) + (n_dead > cap).astype(jnp.int32)
+            aux = jax.lax.switch(index, [branch("off"), branch("compact"), branch("full")])
+        metrics["auxk"] = aux
+        losses = losses + aux_coef * aux
+    return losses, metrics, new_since
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ on speakers of one part (``--group-col``) and scored on held-out speakers
 metrics.json (the ``--sae`` SAE, default the first): ``fvu``, ``l0``, ``dead_frac`` (on these
 embeddings, raw space), ``top_latent.<col>.balanced_acc``, ``.index``, ``.balanced_acc_fit``,
 ``.auc``; multi-class columns add ``top_latent.<col>.<class>.*`` and report the class mean
-(index: the best class's latent). Every SAE: ``sae.<L..._k..._s...>.*``. With
-``jaxdis.eval.verification``: ``verify.original.eer``, ``verify.reconstructed.eer``,
-``verify.eer_delta`` (points) and minDCF, on same/different-speaker trials.
+(index: the best class's latent). Every SAE: ``sae.<L..._k..._s...>.*``. Also
+``verify.original.eer``, ``verify.reconstructed.eer`` (fractions), ``.min_dcf`` and
+``verify.eer_delta_points`` on all same/different-``--group-col`` pairs (jaxdis.eval.verification).
 """
 
 from __future__ import annotations
@@ -118,22 +118,14 @@ def probe_columns(z: np.ndarray, table, cols: list[str], fit: np.ndarray, test: 
     return out
 
 
-def verify_metrics(x: np.ndarray, x_hat: np.ndarray, speakers: np.ndarray, seed: int) -> dict | None:
-    """EER / minDCF of original and reconstructed embeddings with the shared verification code."""
-    try:
-        from jaxdis.eval import verification as ver
-    except ImportError:
-        return None
-    out = {}
-    trials = ver.build_trials(speakers, seed=seed) if hasattr(ver, "build_trials") else None
-    if trials is None:
-        return None
-    i, j, same = trials
-    for name, emb in (("original", x), ("reconstructed", x_hat)):
-        e = lat.unit(emb)
-        scores = np.sum(e[i] * e[j], axis=-1)
-        out[name] = {"eer": 100.0 * float(ver.eer(scores, same)), "min_dcf": float(ver.min_dcf(scores, same, p_target=0.01))}
-    out["eer_delta"] = out["reconstructed"]["eer"] - out["original"]["eer"]
+def verify_metrics(x: np.ndarray, x_hat: np.ndarray, speakers: np.ndarray, seed: int) -> dict:
+    """EER / minDCF (fractions, as ``eval.py verify``) of original and reconstructed
+    embeddings on the same all-pairs trials, with the shared verification code."""
+    from jaxdis.eval.verification import verify
+
+    out = {name: {k: v for k, v in verify(emb, speakers, seed=seed).items() if k in ("eer", "min_dcf")}
+           for name, emb in (("original", x), ("reconstructed", x_hat))}
+    out["eer_delta_points"] = 100.0 * (out["reconstructed"]["eer"] - out["original"]["eer"])
     return out
 
 
@@ -164,10 +156,9 @@ def run(args) -> dict:
 
     if not args.no_verify and args.group_col in table.columns:
         v = verify_metrics(x, primary.decode(latents[primary.label]), table[args.group_col].to_numpy(), args.seed)
-        if v is None:
-            print("verify: jaxdis.eval.verification (eer, min_dcf, build_trials) is not available; skipped")
-        else:
-            metrics["verify"] = v
+        metrics["verify"] = v
+        print(f"verify ({args.group_col}): EER original {100 * v['original']['eer']:.2f} %, reconstructed "
+              f"{100 * v['reconstructed']['eer']:.2f} % ({v['eer_delta_points']:+.2f} points)")
 
     _write_table(per_sae, cols, os.path.join(args.out, "table.md"))
     if not args.no_plots:
