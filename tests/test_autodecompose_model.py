@@ -70,7 +70,7 @@ def test_lstm_matches_reference_step_loop():
     layer = LSTM(4)
     v = layer.init(jax.random.key(3), xs)
     y = np.asarray(layer.apply(v, xs))
-    y4 = np.asarray(LSTM(4, unroll=4).apply(v, xs))
+    y4 = np.asarray(LSTM(4, unroll=4, impl="rnn").apply(v, xs))
     wi, bi = np.asarray(v["params"]["input"]["kernel"]), np.asarray(v["params"]["input"]["bias"])
     wh = np.asarray(v["params"]["recurrence"]["recurrent_kernel"])
     np.testing.assert_allclose(bi[4:8], 1.0)                                     # unit forget bias
@@ -85,6 +85,26 @@ def test_lstm_matches_reference_step_loop():
         ref.append(h)
     np.testing.assert_allclose(y, np.stack(ref, 1), atol=1e-5)
     np.testing.assert_allclose(y4, y, atol=1e-6)
+
+
+def test_lstm_impls_and_canonical_dots_agree():
+    """The scan with the hand-written backward and canonical dots gives the outputs and
+    gradients of plain autodiff through flax.linen.RNN."""
+    xs = jax.random.normal(jax.random.key(5), (3, 6, 5))
+    fast = LSTM(4, impl="scan", canonical_dots=True)
+    plain = LSTM(4, impl="rnn", canonical_dots=False)
+    v = fast.init(jax.random.key(6), xs)
+    assert jax.tree.structure(v) == jax.tree.structure(plain.init(jax.random.key(6), xs))
+
+    def loss(m):
+        return lambda p, x: jnp.sum(jnp.sin(m.apply({"params": p}, x)))
+
+    (lf, gf), (lp, gp) = (jax.value_and_grad(loss(m), argnums=(0, 1))(v["params"], xs) for m in (fast, plain))
+    np.testing.assert_allclose(float(lf), float(lp), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(gf), jax.tree.leaves(gp)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    tm = LSTM(4, time_major=True).apply(v, jnp.swapaxes(xs, 0, 1))
+    np.testing.assert_allclose(np.asarray(jnp.swapaxes(tm, 0, 1)), np.asarray(fast.apply(v, xs)), atol=1e-6)
 
 
 def test_time_mean_and_factory_errors():

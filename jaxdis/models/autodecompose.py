@@ -24,13 +24,23 @@ BatchNorm matches Keras (momentum 0.99, epsilon 1e-3); its statistics live in th
 ``batch_stats`` collection: ``train=True`` normalises with batch statistics and needs
 ``mutable=["batch_stats"]``, ``train=False`` uses the running averages. LSTMs match
 Keras too (gates i, f, g, o; Glorot-uniform input kernel, orthogonal recurrent kernel,
-forget-gate bias 1) and run as ``flax.linen.RNN`` scans; the input projection of all
-time steps is one matmul outside the scan, so each step does only h @ W_hh.
+forget-gate bias 1) and run as scans; the input projection of all time steps is one
+matmul outside the scan, so each step does only h @ W_hh.
+
+Speed (same numbers either way, tested): ``lstm_impl="scan"`` (default) runs the
+recurrence as a ``lax.scan`` with a hand-written backward pass that keeps the per-step
+gate activations and computes dW_hh as one matmul over all steps after the reverse scan
+(autodiff of a scan accumulates it step by step); ``lstm_impl="rnn"`` is the plain
+``flax.linen.RNN`` cell. On CPU (``canonical_dots``, default: when JAX's backend is the
+CPU) every matmul's backward uses explicitly transposed, row-major operands: XLA's CPU
+backend hands only such "canonical" dots to its fast GEMM library (YNNPACK) and runs the
+transposed dots autodiff produces with a slower generic kernel.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -60,6 +70,121 @@ def _unit_forget_bias(key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype).at[..., h:2 * h].set(1.0)
 
 
+def _on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+def _transpose(a: jax.Array, materialise: bool) -> jax.Array:
+    """aᵀ of a 2-D array; `materialise` stores it row-major behind an optimization barrier,
+    so XLA cannot fold the transpose back into the consuming dot."""
+    return jax.lax.optimization_barrier(a.T) if materialise else a.T
+
+
+@jax.custom_vjp
+def _canonical_matmul(x, w):
+    """x (M, K) @ w (K, N) whose backward dots are canonical too (see module docstring)."""
+    return jnp.dot(x, w)
+
+
+def _canonical_matmul_fwd(x, w):
+    return jnp.dot(x, w), (x, w)
+
+
+def _canonical_matmul_bwd(res, g):
+    x, w = res
+    return jnp.dot(g, _transpose(w, True)), jnp.dot(_transpose(x, True), g)
+
+
+_canonical_matmul.defvjp(_canonical_matmul_fwd, _canonical_matmul_bwd)
+
+
+def canonical_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """``lax.dot_general`` for nn.Dense: x (..., K) @ W (K, N) via ``_canonical_matmul``."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    if (tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,) and not lb and not rb and rhs.ndim == 2
+            and preferred_element_type is None):
+        out = _canonical_matmul(lhs.reshape(-1, lhs.shape[-1]), rhs)            # (M, N)
+        return out.reshape(lhs.shape[:-1] + rhs.shape[1:])
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
+
+
+def _lstm_forward(gx, w, unroll):
+    """gx (T, B, 4H) input gate pre-activations, w (H, 4H) → (hs, cs, acts), float32 state."""
+    t, b, g4 = gx.shape
+    h0 = jnp.zeros((b, g4 // 4), jnp.float32)
+
+    def step(carry, g):
+        c, h = carry
+        z = g.astype(jnp.float32) + jnp.dot(h.astype(w.dtype), w).astype(jnp.float32)   # (B, 4H)
+        i, f, gg, o = jnp.split(z, 4, axis=-1)
+        i, f, gg, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(gg), jax.nn.sigmoid(o)
+        c = f * c + i * gg
+        h = o * jnp.tanh(c)
+        return (c, h), (h, c, jnp.concatenate([i, f, gg, o], axis=-1))
+
+    _, (hs, cs, acts) = jax.lax.scan(step, (h0, h0), gx, unroll=unroll)
+    return hs, cs, acts                                                        # (T, B, H), (T, B, H), (T, B, 4H)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def lstm_scan(gx, w, unroll: int = 1, canonical: bool = False):
+    """LSTM recurrence from zero state: gx (T, B, 4H) (gates i, f, g, o), w (H, 4H) → hs (T, B, H).
+
+    Its backward pass is written out: a reverse scan gives dz (T, B, 4H) (= d gx), then
+    dW = Σ_t h_{t-1}ᵀ dz_t is one (H, T·B) @ (T·B, 4H) matmul.
+    """
+    return _lstm_forward(gx, w, unroll)[0].astype(gx.dtype)
+
+
+def _lstm_scan_fwd(gx, w, unroll, canonical):
+    hs, cs, acts = _lstm_forward(gx, w, unroll)
+    return hs.astype(gx.dtype), (hs, cs, acts, w)
+
+
+def _lstm_scan_bwd(unroll, canonical, res, dhs):
+    hs, cs, acts, w = res
+    t, b, h = hs.shape
+    zeros = jnp.zeros((1, b, h), jnp.float32)
+    c_prev = jnp.concatenate([zeros, cs[:-1]], axis=0)                       # (T, B, H)
+    h_prev = jnp.concatenate([zeros, hs[:-1]], axis=0)
+    wt = _transpose(w, canonical)                                              # (4H, H)
+
+    def step(carry, xs):
+        dh_next, dc_next = carry
+        dh_out, c, cp, a = xs
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        tc = jnp.tanh(c)
+        dh = dh_out.astype(jnp.float32) + dh_next
+        dc = dc_next + dh * o * (1.0 - tc * tc)
+        dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * cp * f * (1.0 - f), dc * i * (1.0 - g * g),
+                              dh * tc * o * (1.0 - o)], axis=-1)               # (B, 4H)
+        dh_prev = jnp.dot(dz.astype(w.dtype), wt).astype(jnp.float32)
+        return (dh_prev, dc * f), dz
+
+    z = jnp.zeros((b, h), jnp.float32)
+    _, dz = jax.lax.scan(step, (z, z), (dhs, cs, c_prev, acts), reverse=True, unroll=unroll)
+    dw = jnp.dot(_transpose(h_prev.reshape(t * b, h), canonical).astype(w.dtype),
+                 dz.reshape(t * b, 4 * h).astype(w.dtype))                     # (H, 4H)
+    return dz.astype(dhs.dtype), dw.astype(w.dtype)                         # d gx has the dtype of hs
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+
+
+class _ScanRecurrence(nn.Module):
+    """The recurrence of ``LSTM`` as one ``lstm_scan``; same parameter as the RNN cell."""
+
+    features: int
+    unroll: int = 1
+    canonical: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, gx):                                                    # (T, B, 4H)
+        w = self.param("recurrent_kernel", nn.initializers.orthogonal(), (self.features, 4 * self.features))
+        return lstm_scan(gx, w.astype(self.dtype), self.unroll, self.canonical)   # (T, B, H)
+
+
 class _LSTMRecurrence(nn.RNNCellBase):
     """One LSTM step given precomputed input gate pre-activations gx (B, 4H)."""
 
@@ -87,18 +212,36 @@ class _LSTMRecurrence(nn.RNNCellBase):
 
 
 class LSTM(nn.Module):
-    """A unidirectional LSTM returning sequences: (B, T, C) → (B, T, H)."""
+    """A unidirectional LSTM returning sequences: (B, T, C) → (B, T, H), or (T, B, C) →
+    (T, B, H) with ``time_major`` (stacks stay time-major: no transposes between layers).
+
+    impl "scan" (custom backward, faster) or "rnn" (``flax.linen.RNN``): same parameters,
+    same outputs and gradients. canonical_dots None: on when the backend is the CPU.
+    """
 
     features: int
     unroll: int = 1
+    impl: str = "scan"
+    canonical_dots: bool | None = None
+    time_major: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        gx = nn.Dense(4 * self.features, kernel_init=nn.initializers.glorot_uniform(),
-                      bias_init=_unit_forget_bias, dtype=self.dtype, name="input")(x)   # (B, T, 4H)
-        cell = _LSTMRecurrence(self.features, dtype=self.dtype, name="recurrence")
-        return nn.RNN(cell, unroll=self.unroll)(gx)                          # (B, T, H)
+        canonical = _on_cpu() if self.canonical_dots is None else self.canonical_dots
+        if not self.time_major:
+            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C)
+        gx = nn.Dense(4 * self.features, kernel_init=nn.initializers.glorot_uniform(), bias_init=_unit_forget_bias,
+                      dtype=self.dtype, dot_general=canonical_dot_general if canonical else None,
+                      name="input")(x)                                        # (T, B, 4H)
+        if self.impl == "scan":
+            hs = _ScanRecurrence(self.features, self.unroll, canonical, self.dtype, name="recurrence")(gx)
+        elif self.impl == "rnn":
+            cell = _LSTMRecurrence(self.features, dtype=self.dtype, name="recurrence")
+            hs = nn.RNN(cell, unroll=self.unroll, time_major=True)(gx)
+        else:
+            raise ValueError(f"unknown LSTM impl {self.impl!r}; use 'scan' or 'rnn'")
+        return hs if self.time_major else jnp.swapaxes(hs, 0, 1)              # (T, B, H) / (B, T, H)
 
 
 class _ConvBNR(nn.Module):
@@ -113,13 +256,18 @@ class _ConvBNR(nn.Module):
         return nn.relu(x)
 
 
+def _dense(features, canonical, dtype, name=None):
+    return nn.Dense(features, dtype=dtype, dot_general=canonical_dot_general if canonical else None, name=name)
+
+
 class _DenseBNR(nn.Module):
     features: int
+    canonical: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Dense(self.features, dtype=self.dtype)(x)
+        x = _dense(self.features, self.canonical, self.dtype)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)(x)
         return nn.relu(x)
 
@@ -136,20 +284,26 @@ class Encoder(nn.Module):
     code: int = 128
     kernel: int = 5
     unroll: int = 1
+    lstm_impl: str = "scan"
+    canonical_dots: bool | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        canonical = _on_cpu() if self.canonical_dots is None else self.canonical_dots
         x = x.astype(self.dtype)
         if self.variant == "dense":
-            x = _DenseBNR(self.dense, dtype=self.dtype)(x, train)
+            x = _DenseBNR(self.dense, canonical, dtype=self.dtype)(x, train)
         if self.variant in ("conv", "large"):
             for _ in range(self.conv_layers):
                 x = _ConvBNR(self.conv, self.kernel, dtype=self.dtype)(x, train)    # (B, T, conv)
         if self.variant in ("lstm", "large"):
+            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
             for _ in range(self.lstm_layers):
-                x = LSTM(self.lstm, unroll=self.unroll, dtype=self.dtype)(x)      # (B, T, lstm)
-        return nn.Dense(self.code, dtype=self.dtype, name="embed")(x).astype(jnp.float32)   # (B, T, code)
+                x = LSTM(self.lstm, self.unroll, self.lstm_impl, canonical, True, dtype=self.dtype)(x)   # (T, B, lstm)
+            x = _dense(self.code, canonical, self.dtype, "embed")(x)          # (T, B, code)
+            return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, code)
+        return _dense(self.code, canonical, self.dtype, "embed")(x).astype(jnp.float32)   # (B, T, code)
 
 
 class Decoder(nn.Module):
@@ -164,20 +318,26 @@ class Decoder(nn.Module):
     n_mels: int = 80
     kernel: int = 5
     unroll: int = 1
+    lstm_impl: str = "scan"
+    canonical_dots: bool | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z, train: bool = False):
+        canonical = _on_cpu() if self.canonical_dots is None else self.canonical_dots
         x = z.astype(self.dtype)
         if self.variant == "dense":
-            x = nn.Dense(self.dense, dtype=self.dtype)(x)                      # linear, as in the notebook
+            x = _dense(self.dense, canonical, self.dtype, "Dense_0")(x)        # linear, as in the notebook
         if self.variant in ("conv", "large"):
             for _ in range(self.conv_layers):
                 x = _ConvBNR(self.conv, self.kernel, dtype=self.dtype)(x, train)
         if self.variant in ("lstm", "large"):
+            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
             for _ in range(self.lstm_layers):
-                x = LSTM(self.lstm, unroll=self.unroll, dtype=self.dtype)(x)
-        return nn.Dense(self.n_mels, dtype=self.dtype, name="out")(x).astype(jnp.float32)   # (B, T, n_mels)
+                x = LSTM(self.lstm, self.unroll, self.lstm_impl, canonical, True, dtype=self.dtype)(x)
+            x = _dense(self.n_mels, canonical, self.dtype, "out")(x)          # (T, B, n_mels)
+            return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, n_mels)
+        return _dense(self.n_mels, canonical, self.dtype, "out")(x).astype(jnp.float32)   # (B, T, n_mels)
 
 
 class AutodecomposeModel(nn.Module):
@@ -205,11 +365,14 @@ class AutodecomposeModel(nn.Module):
     kernel: int = 5
     n_mels: int = 80
     unroll: int = 1                      # LSTM scan unroll (speed only; same numbers)
+    lstm_impl: str = "scan"              # "scan" (custom backward) or "rnn" (flax.linen.RNN); same numbers
+    canonical_dots: bool | None = None   # CPU-friendly matmul backward; None: when the backend is the CPU
     dtype: Any = jnp.float32             # computation dtype (bfloat16 on accelerators); params float32
 
     def _encoder(self, name):
         return Encoder(self.encoder_variant, self.enc_dense, self.enc_conv, self.enc_conv_layers, self.enc_lstm,
-                       self.enc_lstm_layers, self.code, self.kernel, self.unroll, self.dtype, name=name)
+                       self.enc_lstm_layers, self.code, self.kernel, self.unroll, self.lstm_impl,
+                       self.canonical_dots, self.dtype, name=name)
 
     def setup(self):
         for v in (self.encoder_variant, self.decoder_variant):
@@ -219,7 +382,7 @@ class AutodecomposeModel(nn.Module):
         self.content_encoder = self._encoder("content_encoder")
         self.decoder = Decoder(self.decoder_variant, self.dec_dense, self.dec_conv, self.dec_conv_layers,
                                self.dec_lstm, self.dec_lstm_layers, self.n_mels, self.kernel, self.unroll,
-                               self.dtype, name="decoder")
+                               self.lstm_impl, self.canonical_dots, self.dtype, name="decoder")
 
     def __call__(self, x_voice_view, x_content_view, train: bool = False):
         s = self.speaker_encoder(x_voice_view, train)                          # (B, T, code)
