@@ -200,7 +200,8 @@ def generate(recipe: Recipe, out_dir: str, workers: int | None = None, progress:
             f.write(variants[v.custom])
 
     jobs = [(v, sid) for v in vs for sid in range(recipe.num_sentences)]
-    workers = workers or max(1, min(4, len(os.sched_getaffinity(0))))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = workers or max(1, min(4, cpus))
     rows = [None] * len(jobs)
     with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(jobs), desc="synthesizing", unit="utt", disable=not progress, file=sys.stderr) as bar:

@@ -129,7 +129,8 @@ def _read_table(path: str) -> pd.DataFrame:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {n}: not JSON ({err.msg}); a JSONL manifest has one object per line") from None
+                raise ValueError(f"{path}, line {n}: not JSON ({err.msg}); a JSONL manifest has one object "
+                                 "per line") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(row).__name__}")
             rows.append({k: _cell(v) for k, v in row.items()})
