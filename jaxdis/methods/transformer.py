@@ -416,28 +416,45 @@ class TransformerMethod(Method):
             tot += np.asarray(jax.device_get(self._masked_stats(params, model_state, x, mask, jax.random.PRNGKey(s))))
         return {"heldout_masked_ce": tot[0] / tot[2], "heldout_masked_acc": tot[1] / tot[2]}
 
+    def _probe_sets(self):
+        """(train, test) (kept corpus, feats) for the probes: utterances of a few training
+        speakers and of a few held-out speakers (every voice reads every sentence in the
+        built-in corpus, so sentence identity transfers from one set to the other)."""
+        if "probe_sets" not in self._cache:
+            (train_kept, train_feats), held = self._splits()
+            e = self.config.eval
+            pick = lambda kept, feats, n: _speaker_subset(kept, feats, n, self.config.seed)
+            self._cache["probe_sets"] = (pick(train_kept, train_feats, e.probe_train_speakers),
+                                         pick(*held, e.probe_test_speakers) if held else None)
+        return self._cache["probe_sets"]
+
     def probes(self, params) -> dict[str, float]:
         """Content probe (sentence identity) and speaker ID from mean-pooled frames.
 
-        Content: a logistic-regression probe trained on the training speakers' utterances,
-        tested on the held-out speakers' (same sentences, unseen voices). Speaker ID: the
-        shared few-label protocol on the held-out speakers."""
+        Content: a logistic-regression probe on utterances of ``eval.probe_train_speakers``
+        training speakers, tested on ``eval.probe_test_speakers`` held-out speakers (same
+        sentences, unseen voices). Speaker ID: the shared few-label protocol on those
+        held-out speakers. Also for the input's mean and std over time ("input"), a
+        baseline that needs no model."""
         from jaxdis.eval.speaker_id import speaker_id_f1
 
-        (train_kept, train_feats), held = self._splits()
+        (train_kept, train_feats), test = self._probe_sets()
         out = {}
-        if held is None:
+        if test is None:
             return out
-        held_kept, held_feats = held
-        e_train = self.embed_features(params, train_feats)
-        e_held = self.embed_features(params, held_feats)
+        test_kept, test_feats = test
+        e_train, e_test = self.embed_features(params, train_feats), self.embed_features(params, test_feats)
+        if self.cfg.frontend == "fbank" and "input" not in self._cache:
+            self._cache["input"] = (_mean_std(train_feats), _mean_std(test_feats))
+        if self.cfg.frontend == "fbank":
+            e_train["input"], e_test["input"] = self._cache["input"]
         col = self.config.eval.content_label
-        for name in e_held:
+        for name in e_test:
             if col and col in train_kept.table.columns:
                 out[f"content_acc.{name}"] = _probe(e_train[name], train_kept.table[col].to_numpy(),
-                                                    e_held[name], held_kept.table[col].to_numpy())
-            res = speaker_id_f1(e_held[name], held_kept.table["speaker"].to_numpy(),
-                                held_kept.table["duration"].to_numpy(float), budgets=tuple(self.config.eval.sid_budgets),
+                                                    e_test[name], test_kept.table[col].to_numpy())
+            res = speaker_id_f1(e_test[name], test_kept.table["speaker"].to_numpy(),
+                                test_kept.table["duration"].to_numpy(float), budgets=tuple(self.config.eval.sid_budgets),
                                 repeats=int(self.config.eval.sid_repeats), seed=0)
             for r in res:
                 out[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
@@ -474,6 +491,19 @@ def _pad_batch(seqs: list[np.ndarray], length: int, rows: int) -> tuple[np.ndarr
         n = min(len(s), length)
         x[i, :n], m[i, :n] = s[:n], True
     return x, m
+
+
+def _speaker_subset(kept, feats, n: int, seed: int):
+    """The utterances of `n` speakers drawn at random (all of them if n <= 0)."""
+    speakers = np.array(sorted(set(kept.table["speaker"].astype(str))))
+    if 0 < n < len(speakers):
+        speakers = np.random.default_rng([seed, 0x9B0BE]).choice(speakers, n, replace=False)
+    keep = np.isin(kept.table["speaker"].astype(str).to_numpy(), speakers)
+    return kept.subset(keep), [f for f, k in zip(feats, keep) if k]
+
+
+def _mean_std(feats: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.concatenate([f.mean(0), f.std(0)]) for f in feats]).astype(np.float32)
 
 
 def _probe(x_train, y_train, x_test, y_test) -> float:

@@ -79,6 +79,7 @@ class FrameEncoderConfig:
     frontend: str = "waveform"
     n_mels: int = 80
     fbank_stack: int = 2                 # fbank frames per encoder frame (100 Hz → 50 Hz)
+    fbank_norm: str = "utterance"        # "utterance": per-bin mean/variance over each row's real frames | "none"
     # Regularisation (training only).
     dropout: float = 0.1                 # after projections, positional embedding, attention and FFN
     activation_dropout: float = 0.0      # inside the FFN
@@ -354,6 +355,8 @@ class FrameEncoder(nn.Module):
         frozen = c.frozen_layers
         if c.frontend == "fbank":
             b, f, m = x.shape
+            if c.fbank_norm == "utterance":
+                x = normalize_frames(x, mask)
             t = f // c.fbank_stack
             feats = x[:, :t * c.fbank_stack].reshape(b, t, c.fbank_stack * m).astype(_dt(c.dtype))  # (B, T, C)
         else:
@@ -394,6 +397,17 @@ class FrameEncoder(nn.Module):
             last = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype),
                                 name="encoder_layer_norm")(last)
         return last, {"hidden_states": tuple(hidden), "mask": fmask, "features": feats}
+
+
+def normalize_frames(x: Array, mask: Array | None) -> Array:
+    """Per-row, per-bin mean and variance normalisation over the real frames (CMVN);
+    padded frames become 0. x: (B, F, M), mask: (B, F) bool or None."""
+    x = x.astype(jnp.float32)
+    m = jnp.ones(x.shape[:2], jnp.float32) if mask is None else mask.astype(jnp.float32)
+    n = jnp.maximum(m.sum(1), 1.0)[:, None, None]                             # (B, 1, 1)
+    mean = jnp.sum(x * m[..., None], 1, keepdims=True) / n                    # (B, 1, M)
+    var = jnp.sum(((x - mean) * m[..., None]) ** 2, 1, keepdims=True) / n
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * m[..., None]
 
 
 def is_frozen_path(path: Sequence[str], cfg: FrameEncoderConfig) -> bool:
