@@ -41,7 +41,7 @@ def test_variant_shapes_and_state(variant, x):
     c = model.apply(variables, xc, method=model.encode_content)
     np.testing.assert_allclose(np.asarray(s), np.asarray(codes_e["speaker"]), atol=1e-6)
     np.testing.assert_allclose(np.asarray(c), np.asarray(codes_e["content"]), atol=1e-6)
-    assert float(jnp.abs(s - model.apply(variables, xc, method=model.encode_speaker)).max()) > 0
+    assert float(jnp.abs(s - c).max()) > 0                                      # two encoders, own weights
 
 
 def test_large_paper_parameter_count():
@@ -64,8 +64,8 @@ def test_large_paper_parameter_count():
 
 
 def test_lstm_matches_reference_step_loop():
-    """The scanned LSTM equals an explicit numpy loop of the Keras/PyTorch equations, and
-    unrolling the scan changes nothing."""
+    """The scanned LSTM (hand-written backward, and the nn.RNN cell unrolled) equals an
+    explicit numpy loop of the Keras/PyTorch equations; time-major gives the same."""
     xs = np.asarray(jax.random.normal(jax.random.key(2), (2, 7, 5)))
     layer = LSTM(4)
     v = layer.init(jax.random.key(3), xs)
@@ -85,26 +85,28 @@ def test_lstm_matches_reference_step_loop():
         ref.append(h)
     np.testing.assert_allclose(y, np.stack(ref, 1), atol=1e-5)
     np.testing.assert_allclose(y4, y, atol=1e-6)
+    ytm = LSTM(4, time_major=True).apply(v, np.swapaxes(xs, 0, 1))                # (T, B, H) in and out
+    np.testing.assert_allclose(np.swapaxes(np.asarray(ytm), 0, 1), y, atol=1e-6)
 
 
-def test_lstm_impls_and_canonical_dots_agree():
-    """The scan with the hand-written backward and canonical dots gives the outputs and
-    gradients of plain autodiff through flax.linen.RNN."""
-    xs = jax.random.normal(jax.random.key(5), (3, 6, 5))
-    fast = LSTM(4, impl="scan", canonical_dots=True)
-    plain = LSTM(4, impl="rnn", canonical_dots=False)
-    v = fast.init(jax.random.key(6), xs)
-    assert jax.tree.structure(v) == jax.tree.structure(plain.init(jax.random.key(6), xs))
+def test_fast_paths_match_plain_autodiff(x):
+    """The whole large model, CPU fast paths on vs off (and nn.RNN): same loss and gradients."""
+    xv, xc = x
+    fast = make_model("large", "tiny", canonical_dots=True, lstm_impl="scan")
+    plain = make_model("large", "tiny", canonical_dots=False, lstm_impl="rnn")
+    v = fast.init(jax.random.key(7), xv, xc)
 
     def loss(m):
-        return lambda p, x: jnp.sum(jnp.sin(m.apply({"params": p}, x)))
+        def f(p):
+            (r, _), _ = m.apply({"params": p, "batch_stats": v["batch_stats"]}, xv, xc, train=True,
+                                mutable=["batch_stats"])
+            return jnp.mean((r - xv) ** 2)
+        return jax.jit(jax.value_and_grad(f))
 
-    (lf, gf), (lp, gp) = (jax.value_and_grad(loss(m), argnums=(0, 1))(v["params"], xs) for m in (fast, plain))
-    np.testing.assert_allclose(float(lf), float(lp), rtol=1e-6)
+    (lf, gf), (lp, gp) = loss(fast)(v["params"]), loss(plain)(v["params"])
+    np.testing.assert_allclose(float(lf), float(lp), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(gf), jax.tree.leaves(gp)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-    tm = LSTM(4, time_major=True).apply(v, jnp.swapaxes(xs, 0, 1))
-    np.testing.assert_allclose(np.asarray(jnp.swapaxes(tm, 0, 1)), np.asarray(fast.apply(v, xs)), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 def test_time_mean_and_factory_errors():

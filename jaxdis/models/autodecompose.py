@@ -20,7 +20,8 @@ Both encoders have the same architecture and separate weights. Codes are per fra
 real frames (``time_mean``); the notebook flattened the (T, 128) codes for its t-SNE
 instead, which ties the embedding to the crop length.
 
-BatchNorm matches Keras (momentum 0.99, epsilon 1e-3); its statistics live in the
+Initialisation follows Keras (Glorot-uniform kernels, zero biases). BatchNorm matches
+Keras (momentum 0.99, epsilon 1e-3); its statistics live in the
 ``batch_stats`` collection: ``train=True`` normalises with batch statistics and needs
 ``mutable=["batch_stats"]``, ``train=False`` uses the running averages. LSTMs match
 Keras too (gates i, f, g, o; Glorot-uniform input kernel, orthogonal recurrent kernel,
@@ -32,9 +33,10 @@ recurrence as a ``lax.scan`` with a hand-written backward pass that keeps the pe
 gate activations and computes dW_hh as one matmul over all steps after the reverse scan
 (autodiff of a scan accumulates it step by step); ``lstm_impl="rnn"`` is the plain
 ``flax.linen.RNN`` cell. On CPU (``canonical_dots``, default: when JAX's backend is the
-CPU) every matmul's backward uses explicitly transposed, row-major operands: XLA's CPU
-backend hands only such "canonical" dots to its fast GEMM library (YNNPACK) and runs the
-transposed dots autodiff produces with a slower generic kernel.
+CPU) every matmul's backward uses explicitly transposed, row-major operands, and the
+convolutions' forward pass is K shifted matmuls: XLA's CPU backend hands only such
+"canonical" f32 dots to its fast GEMM library (YNNPACK) and runs transposed dots and f32
+convolutions with slower generic kernels.
 """
 
 from __future__ import annotations
@@ -108,14 +110,27 @@ def canonical_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
 
 
-def _lstm_forward(gx, w, unroll):
-    """gx (T, B, 4H) input gate pre-activations, w (H, 4H) → (hs, cs, acts), float32 state."""
+_CONTRACT_LAST = (((1,), (1,)), ((), ()))                                     # a (M, K) · b (N, K) → (M, N)
+
+
+def _lstm_forward(gx, w, unroll, canonical):
+    """gx (T, B, 4H) input gate pre-activations, w (H, 4H) → (hs, cs, acts), float32 state.
+
+    With `canonical` (CPU) the per-step matmul is h · (wᵀ)ᵀ with wᵀ stored once: XLA:CPU
+    then runs it with its generic kernel, which beats the GEMM library (that repacks the
+    weights at every call) on these (B, H) × (H, 4H) products inside a loop.
+    """
     t, b, g4 = gx.shape
     h0 = jnp.zeros((b, g4 // 4), jnp.float32)
+    wt = _transpose(w, True) if canonical else None                            # (4H, H)
+
+    def recurrent(h):
+        h = h.astype(w.dtype)
+        return jax.lax.dot_general(h, wt, _CONTRACT_LAST) if canonical else jnp.dot(h, w)
 
     def step(carry, g):
         c, h = carry
-        z = g.astype(jnp.float32) + jnp.dot(h.astype(w.dtype), w).astype(jnp.float32)   # (B, 4H)
+        z = g.astype(jnp.float32) + recurrent(h).astype(jnp.float32)          # (B, 4H)
         i, f, gg, o = jnp.split(z, 4, axis=-1)
         i, f, gg, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(gg), jax.nn.sigmoid(o)
         c = f * c + i * gg
@@ -133,11 +148,11 @@ def lstm_scan(gx, w, unroll: int = 1, canonical: bool = False):
     Its backward pass is written out: a reverse scan gives dz (T, B, 4H) (= d gx), then
     dW = Σ_t h_{t-1}ᵀ dz_t is one (H, T·B) @ (T·B, 4H) matmul.
     """
-    return _lstm_forward(gx, w, unroll)[0].astype(gx.dtype)
+    return _lstm_forward(gx, w, unroll, canonical)[0].astype(gx.dtype)
 
 
 def _lstm_scan_fwd(gx, w, unroll, canonical):
-    hs, cs, acts = _lstm_forward(gx, w, unroll)
+    hs, cs, acts = _lstm_forward(gx, w, unroll, canonical)
     return hs.astype(gx.dtype), (hs, cs, acts, w)
 
 
@@ -147,7 +162,6 @@ def _lstm_scan_bwd(unroll, canonical, res, dhs):
     zeros = jnp.zeros((1, b, h), jnp.float32)
     c_prev = jnp.concatenate([zeros, cs[:-1]], axis=0)                       # (T, B, H)
     h_prev = jnp.concatenate([zeros, hs[:-1]], axis=0)
-    wt = _transpose(w, canonical)                                              # (4H, H)
 
     def step(carry, xs):
         dh_next, dc_next = carry
@@ -158,7 +172,7 @@ def _lstm_scan_bwd(unroll, canonical, res, dhs):
         dc = dc_next + dh * o * (1.0 - tc * tc)
         dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * cp * f * (1.0 - f), dc * i * (1.0 - g * g),
                               dh * tc * o * (1.0 - o)], axis=-1)               # (B, 4H)
-        dh_prev = jnp.dot(dz.astype(w.dtype), wt).astype(jnp.float32)
+        dh_prev = jax.lax.dot_general(dz.astype(w.dtype), w, _CONTRACT_LAST).astype(jnp.float32)   # dz · wᵀ
         return (dh_prev, dc * f), dz
 
     z = jnp.zeros((b, h), jnp.float32)
@@ -169,6 +183,50 @@ def _lstm_scan_bwd(unroll, canonical, res, dhs):
 
 
 lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+
+
+def _conv1d_lax(x, w):
+    """'same' 1-D convolution: x (B, T, C), w (K, C, O) → (B, T, O)."""
+    return jax.lax.conv_general_dilated(x, w, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+
+
+@jax.custom_vjp
+def _conv1d_shifted(x, w):
+    """``_conv1d_lax`` computed as K shifted canonical matmuls (faster forward on XLA:CPU,
+    whose f32 convolutions do not go to its GEMM library); backward: the convolution's own."""
+    b, t, c = x.shape
+    k = w.shape[0]
+    xp = jnp.pad(x, ((0, 0), ((k - 1) // 2, k // 2), (0, 0)))                  # (B, T + K - 1, C)
+    y = sum(jnp.dot(xp[:, j:j + t].reshape(b * t, c), w[j]) for j in range(k))  # (B·T, O)
+    return y.reshape(b, t, w.shape[-1])
+
+
+def _conv1d_shifted_fwd(x, w):
+    return _conv1d_shifted(x, w), (x, w)
+
+
+def _conv1d_shifted_bwd(res, g):
+    x, w = res
+    return jax.vjp(_conv1d_lax, x, w)[1](g)
+
+
+_conv1d_shifted.defvjp(_conv1d_shifted_fwd, _conv1d_shifted_bwd)
+
+
+class _Conv1D(nn.Module):
+    """Conv1D(features, kernel, padding "same") on (B, T, C), Keras' Glorot-uniform init."""
+
+    features: int
+    kernel: int = 5
+    canonical: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("kernel", nn.initializers.glorot_uniform(), (self.kernel, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        x, w, bias = x.astype(self.dtype), w.astype(self.dtype), bias.astype(self.dtype)
+        return (_conv1d_shifted if self.canonical else _conv1d_lax)(x, w) + bias   # (B, T, O)
 
 
 class _ScanRecurrence(nn.Module):
@@ -247,17 +305,20 @@ class LSTM(nn.Module):
 class _ConvBNR(nn.Module):
     features: int
     kernel: int = 5
+    canonical: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel,), padding="SAME", dtype=self.dtype)(x)   # (B, T, C)
+        x = _Conv1D(self.features, self.kernel, self.canonical, self.dtype, name="Conv_0")(x)   # (B, T, C)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)(x)
         return nn.relu(x)
 
 
 def _dense(features, canonical, dtype, name=None):
-    return nn.Dense(features, dtype=dtype, dot_general=canonical_dot_general if canonical else None, name=name)
+    """nn.Dense with Keras' Glorot-uniform kernel init."""
+    return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.glorot_uniform(),
+                    dot_general=canonical_dot_general if canonical else None, name=name)
 
 
 class _DenseBNR(nn.Module):
@@ -296,7 +357,7 @@ class Encoder(nn.Module):
             x = _DenseBNR(self.dense, canonical, dtype=self.dtype)(x, train)
         if self.variant in ("conv", "large"):
             for _ in range(self.conv_layers):
-                x = _ConvBNR(self.conv, self.kernel, dtype=self.dtype)(x, train)    # (B, T, conv)
+                x = _ConvBNR(self.conv, self.kernel, canonical, self.dtype)(x, train)    # (B, T, conv)
         if self.variant in ("lstm", "large"):
             x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
             for _ in range(self.lstm_layers):
@@ -330,7 +391,7 @@ class Decoder(nn.Module):
             x = _dense(self.dense, canonical, self.dtype, "Dense_0")(x)        # linear, as in the notebook
         if self.variant in ("conv", "large"):
             for _ in range(self.conv_layers):
-                x = _ConvBNR(self.conv, self.kernel, dtype=self.dtype)(x, train)
+                x = _ConvBNR(self.conv, self.kernel, canonical, self.dtype)(x, train)
         if self.variant in ("lstm", "large"):
             x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
             for _ in range(self.lstm_layers):
