@@ -1,0 +1,114 @@
+"""Ridge: sklearn Ridge / RidgeCV parity (primal, dual, intercept, GCV, k-fold), row/column
+blocks == direct, 4-device shard sum == one device, float64 on request, clear errors."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge, RidgeCV
+
+from conftest import run_python, worker_result
+from jaxdis import ridge
+
+
+def rel(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+
+
+def data(n, d, k, seed=0):
+    """Off-centre X (so the intercept matters) and a noisy linear Y."""
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) + 3).astype(np.float32)
+    Y = (X @ rng.normal(size=(d, k)) + rng.normal(size=(n, k)) + 1).astype(np.float32)
+    return X, Y
+
+
+@pytest.mark.parametrize("n,d", [(120, 24), (30, 80)], ids=["primal", "dual"])
+@pytest.mark.parametrize("alpha", [0.01, 1.0, 100.0])
+def test_ridge_matches_sklearn(n, d, alpha):
+    X, Y = data(n, d, 5)
+    ref = Ridge(alpha=alpha).fit(X.astype(np.float64), Y.astype(np.float64))
+    m = ridge.fit(X, Y, alpha)
+    assert m.coef.dtype == np.float32
+    assert rel(m.coef, ref.coef_.T) < 1e-4 and rel(m.intercept, ref.intercept_) < 1e-4
+    assert rel(m.predict(X), ref.predict(X)) < 1e-4
+
+
+def test_no_intercept_and_1d_target():
+    X, Y = data(60, 10, 1)
+    ref = Ridge(alpha=2.0, fit_intercept=False).fit(X, Y[:, 0])
+    m = ridge.fit(X, Y[:, 0], 2.0, fit_intercept=False)
+    assert rel(m.coef[:, 0], ref.coef_) < 1e-4 and np.all(m.intercept == 0)
+    assert m.predict(X).shape == (60,)
+
+
+def test_float64_on_request_does_not_leak():
+    import jax.numpy as jnp
+
+    X, Y = data(50, 8, 2)
+    ref = Ridge(alpha=0.3).fit(X.astype(np.float64), Y.astype(np.float64))
+    m = ridge.fit(X, Y, 0.3, dtype="float64")
+    assert m.coef.dtype == np.float64 and rel(m.coef, ref.coef_.T) < 1e-10
+    assert jnp.asarray(1.0).dtype == jnp.float32          # x64 switched back off
+
+
+@pytest.mark.parametrize("n,d", [(150, 20), (36, 60)], ids=["primal", "dual"])
+def test_gcv_matches_ridgecv(n, d):
+    X, Y = data(n, d, 4, seed=1)
+    alphas = np.logspace(-2, 3, 9)
+    ref = RidgeCV(alphas=alphas).fit(X, Y)
+    m = ridge.fit_cv(X, Y, alphas)
+    assert m.alpha == ref.alpha_
+    assert abs(m.cv_scores.min() + ref.best_score_) < 1e-4 * abs(ref.best_score_)   # sklearn negates MSE
+    assert rel(m.coef, ref.coef_.T) < 1e-4 and rel(m.intercept, ref.intercept_) < 1e-4
+
+
+@pytest.mark.parametrize("n,d", [(101, 15), (30, 50)], ids=["primal", "dual"])
+def test_kfold_matches_ridgecv(n, d):
+    X, Y = data(n, d, 3, seed=2)
+    alphas = np.logspace(-1, 3, 6)
+    ref = RidgeCV(alphas=alphas, cv=4).fit(X, Y)
+    m = ridge.fit_cv(X, Y, alphas, cv=4)
+    assert m.alpha == ref.alpha_
+    assert abs(m.cv_scores.max() - ref.best_score_) < 1e-4
+    assert rel(m.coef, ref.coef_.T) < 1e-4
+
+
+def test_blockwise_equals_direct():
+    X, Y = data(103, 17, 4)
+    direct = ridge.moments(X, Y, block_rows=103, col_blocks=1)
+    for block_rows, col_blocks in [(10, 3), (50, 5), (7, 17)]:
+        blocked = ridge.moments(X, Y, block_rows=block_rows, col_blocks=col_blocks)
+        for a, b in zip(blocked, direct):
+            assert rel(a, b) < 1e-5
+    Xc = X - X.mean(0)
+    assert rel(direct[2], Xc.T @ Xc) < 1e-5
+
+
+def test_out_of_sample_residuals():
+    X, Y = data(80, 10, 3)
+    m = ridge.fit(X[:60], Y[:60], 1.0)
+    ref = Ridge(alpha=1.0).fit(X[:60], Y[:60])
+    assert rel(m.residualize(X[60:], Y[60:]), Y[60:] - ref.predict(X[60:])) < 1e-4
+
+
+def test_four_device_shard_sum_equals_single():
+    out = worker_result(run_python(["tests/workers/ridge_worker.py"],
+                                   env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                                        "JAX_PLATFORMS": "cpu"}, timeout=120))
+    assert out["devices"] == 4
+    assert max(out["moment_rel_diffs"]) < 1e-5 and out["coef_rel_diff"] < 1e-5
+
+
+def test_bad_inputs_have_clear_errors():
+    X, Y = data(20, 4, 2)
+    with pytest.raises(ValueError, match="20 rows but Y has 19"):
+        ridge.fit(X, Y[:19])
+    with pytest.raises(ValueError, match="2-D"):
+        ridge.fit(X[None], Y)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf .*row 3"):
+        ridge.fit(bad, Y)
+    with pytest.raises(ValueError, match="alpha"):
+        ridge.fit(X, Y, -1.0)
+    with pytest.raises(ValueError, match="columns"):
+        ridge.fit(X, Y).predict(X[:, :3])
