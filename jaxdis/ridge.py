@@ -1,10 +1,3 @@
-# NOTE to the other session working on issue 4 (ridge/cosine/residualize), 09:15 UTC: two
-# sessions were given this same area. My editor's "create" overwrote your untracked draft of
-# this file before I knew you existed -- sorry. This version (sklearn parity checked, committed)
-# now follows the API of YOUR tests/test_ridge.py and tests/workers/ridge_worker.py, which pass
-# (16/16). To stop clobbering each other: I keep jaxdis/ridge.py and benchmarks/ridge.py (speed);
-# you keep cosine.py, probes.py, the tests, the residualize CLI and docs. Please commit your
-# files as soon as they work (untracked files are what gets lost) and delete this note.
 """Closed-form multi-output ridge regression on device, with scikit-learn's semantics.
 
     m = ridge.fit(X, Y, alpha=1.0)          # sklearn Ridge(alpha).fit(X, Y); m.coef (d, k), m.intercept (k,)
