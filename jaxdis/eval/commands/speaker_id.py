@@ -13,16 +13,13 @@ import os
 
 import numpy as np
 
+from jaxdis.eval.inputs import add_embedding_inputs, load_embedding_inputs
 from jaxdis.eval.report import markdown_table
 from jaxdis.eval.speaker_id import DEFAULT_BUDGETS, metrics_for, speaker_id_f1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("input: a trained workdir, or precomputed embeddings")
-    src.add_argument("--workdir", help="trained jaxdis workdir (config.json + checkpoints)")
-    src.add_argument("--manifest", help="corpus to test on (default: the workdir's held-out split)")
-    src.add_argument("--embeddings", help="(N, d) .npy of utterance embeddings")
-    src.add_argument("--labels", help="CSV, one row per embedding, with speaker and duration columns")
+    add_embedding_inputs(p)
     p.add_argument("--speaker-col", default="speaker")
     p.add_argument("--duration-col", default="duration", help="utterance length in seconds")
     p.add_argument("--budgets", type=float, nargs="+", default=list(DEFAULT_BUDGETS),
@@ -33,37 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
 
 
-def encoder_embeddings(args) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """({encoder: (N, d)}, speakers, durations) from a workdir or from files."""
-    if args.embeddings:
-        import pandas as pd
-
-        from jaxdis.embeddings import load_embeddings
-
-        if not args.labels:
-            raise SystemExit("--embeddings needs --labels (a CSV with one row per embedding)")
-        x = load_embeddings(args.embeddings)
-        labels = pd.read_csv(args.labels, dtype={args.speaker_col: str})
-        for col in (args.speaker_col, args.duration_col):
-            if col not in labels.columns:
-                raise SystemExit(f"{args.labels} has no {col!r} column (columns: {', '.join(labels.columns)})")
-        if len(labels) != len(x):
-            raise SystemExit(f"{args.embeddings} has {len(x)} rows but {args.labels} has {len(labels)}")
-        return {"embeddings": x}, labels[args.speaker_col].to_numpy(), labels[args.duration_col].to_numpy(float)
-    if not args.workdir:
-        raise SystemExit("give --workdir (a trained model) or --embeddings with --labels")
-    from jaxdis.data.corpus import load_corpus
-    from jaxdis.methods.common import heldout_corpus
-    from jaxdis.train import restore
-
-    config, method, params, model_state = restore(args.workdir)
-    corpus = load_corpus(args.manifest) if args.manifest else heldout_corpus(config)
-    kept, embeddings = method.embed(params, model_state, corpus)
-    return embeddings, kept.table["speaker"].to_numpy(), kept.table["duration"].to_numpy(float)
-
-
 def run(args) -> dict:
-    embeddings, speakers, durations = encoder_embeddings(args)
+    columns = [args.speaker_col, args.duration_col] if args.embeddings else ["speaker", "duration"]
+    embeddings, labels = load_embedding_inputs(args, columns)
+    speakers, durations = labels[columns[0]].to_numpy(), labels[columns[1]].to_numpy(float)
     os.makedirs(args.out, exist_ok=True)
     table, metrics, rows = {}, {}, []
     for name, x in embeddings.items():

@@ -15,45 +15,16 @@ import os
 
 import numpy as np
 
+from jaxdis.eval.inputs import add_embedding_inputs, load_embedding_inputs
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("input: a trained workdir, or precomputed embeddings")
-    src.add_argument("--workdir", help="trained jaxdis workdir")
-    src.add_argument("--manifest", help="corpus to test on (default: the workdir's held-out split)")
-    src.add_argument("--embeddings", help="(N, d) .npy or parquet of utterance embeddings")
-    src.add_argument("--labels", help="CSV, one row per embedding, with a speaker column")
+    add_embedding_inputs(p)
     p.add_argument("--speaker-col", default="speaker")
     p.add_argument("--trials", help="CSV of trials: row indices i, j and optionally label (1 = same speaker)")
     p.add_argument("--p-target", type=float, default=0.01)
     p.add_argument("--max-trials", type=int, default=2_000_000, help="subsample all-pairs trials above this")
     p.add_argument("--out", required=True, help="output directory")
-
-
-def _inputs(args) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if args.embeddings:
-        import pandas as pd
-
-        from jaxdis.embeddings import load_embeddings
-
-        if not args.labels:
-            raise SystemExit("--embeddings needs --labels (a CSV with one row per embedding)")
-        x = load_embeddings(args.embeddings)
-        labels = pd.read_csv(args.labels, dtype={args.speaker_col: str})
-        if args.speaker_col not in labels.columns:
-            raise SystemExit(f"{args.labels} has no {args.speaker_col!r} column")
-        if len(labels) != len(x):
-            raise SystemExit(f"{args.embeddings} has {len(x)} rows but {args.labels} has {len(labels)}")
-        return {"embeddings": x}, labels[args.speaker_col].to_numpy()
-    if not args.workdir:
-        raise SystemExit("give --workdir (a trained model) or --embeddings with --labels")
-    from jaxdis.data.corpus import load_corpus
-    from jaxdis.methods.common import heldout_corpus
-    from jaxdis.train import restore
-
-    config, method, params, model_state = restore(args.workdir)
-    corpus = load_corpus(args.manifest) if args.manifest else heldout_corpus(config)
-    kept, embeddings = method.embed(params, model_state, corpus)
-    return embeddings, kept.table["speaker"].to_numpy()
 
 
 def run(args) -> dict:
@@ -62,8 +33,9 @@ def run(args) -> dict:
     from jaxdis.eval.plots import score_histogram
     from jaxdis.eval.verification import all_pairs, cosine_scores, eer, min_dcf
 
-    embeddings, speakers = _inputs(args)
-    speakers = np.asarray(speakers).astype(str)
+    col = args.speaker_col if args.embeddings else "speaker"
+    embeddings, table = load_embedding_inputs(args, [col])
+    speakers = table[col].to_numpy().astype(str)
     if args.trials:
         t = pd.read_csv(args.trials)
         i, j = t["i"].to_numpy(int), t["j"].to_numpy(int)
