@@ -52,7 +52,7 @@ def get_config(arg: str | None = None):
         margin=0.2,                   # aam
         scale=30.0,
     )
-    c.eval = dict(max_trials=2_000_000, speaker_id=True)
+    c.eval = dict(verify=True, max_trials=2_000_000, speaker_id=True)   # evaluate() on the held-out voices
 
     c.optim.name = "adam"
     c.optim.lr = 1e-3

@@ -258,6 +258,8 @@ class EcapaMethod(Method):
         from jaxdis.eval.verification import verify
         from jaxdis.methods.common import heldout_corpus
 
+        if not self.config.eval.get("verify", True):
+            return {}
         heldout = heldout_corpus(self.config)
         if len(heldout) == 0 or heldout.table["speaker"].nunique() < 2:
             return {}
