@@ -1,7 +1,7 @@
 """Masked k-means prediction + pseudo-con loss on a HuBERT-style frame encoder
 (jaxdis/methods/transformer.py; Learn2Diss §3.2.2).
 
-    # default: CPU-sized (4 × 256-d layers on 80-d log-mel, MFCC k-means targets), built-in corpus
+    # default: CPU-sized (4 × 192-d layers on 80-d log-mel, MFCC k-means targets), built-in corpus
     python train.py --config configs/transformer.py --workdir runs/transformer
     # smoke test
     python train.py --config configs/transformer.py:tiny --workdir /tmp/tx --config.train.steps=4
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None):
     # FrameEncoderConfig: a size preset ("tiny", "small", "base", "large") + field overrides.
     c.model = ConfigDict(dict(
         size="small",
-        layers=4, hidden=256, heads=4, mlp=1024,
+        layers=4, hidden=192, heads=4, mlp=768,
         frontend="fbank",              # "fbank" (80-d log-mel, pairs stacked to 50 Hz) | "waveform" (conv extractor)
         fbank_norm="utterance",        # per-utterance mean/variance of each mel bin (CMVN)
         feat_proj_norm=False,          # no per-frame LayerNorm on fbank input: it would erase frame energy
@@ -60,8 +60,8 @@ def get_config(arg: str | None = None):
     c.eval = ConfigDict(dict(
         layers=[2, -1],                # mean-pooled layers for the probes and embed()
         content_label="sentence",      # corpus column the content probe predicts
-        probe_train_speakers=6,        # probe fitted on these training speakers' utterances (0: all)
-        probe_test_speakers=4,         # ... and tested on these held-out speakers' (0: all)
+        probe_speakers=8,              # held-out speakers whose utterances the probes use (0: all)
+        probe_test_frac=0.25,          # content probe: fraction of those speakers it is tested on
         sid_budgets=[10.0],            # seconds per speaker for the few-label speaker-ID protocol
         sid_repeats=3,
         compare_untrained=True,        # also evaluate the untrained model (cached in the workdir)
@@ -85,7 +85,7 @@ def get_config(arg: str | None = None):
         c.data.crop_seconds = 0.5
         c.model.update(size="tiny", layers=2, hidden=32, heads=4, mlp=64)
         c.objective.update(num_clusters=8, kmeans_frames=2000, kmeans_steps=20, pc_frames=128)
-        c.eval.update(layers=[-1], sid_budgets=[2.0], sid_repeats=1, probe_train_speakers=0, probe_test_speakers=0)
+        c.eval.update(layers=[-1], sid_budgets=[2.0], sid_repeats=1, probe_speakers=0, probe_test_frac=0.5)
         c.train.update(steps=4, batch_size=4, log_every=2, ckpt_every=4, progress=False)
     elif arg == "paper":
         # HuBERT Base from the waveform, Learn2Diss's schedule: 1e-6 → 1e-4 over 10k steps, then back.
@@ -94,7 +94,7 @@ def get_config(arg: str | None = None):
                        frozen_layers=0, feat_dropout=0.0, dtype="bfloat16")
         c.objective.update(targets="layer", target_layer=9, num_clusters=2048, kmeans_frames=500_000,
                            kmeans_steps=1000, pc_frames=4096)
-        c.eval.update(layers=[6, 9, 12], sid_budgets=[10.0, 30.0], sid_repeats=5, probe_test_speakers=0)
+        c.eval.update(layers=[6, 9, 12], sid_budgets=[10.0, 30.0], sid_repeats=5, probe_speakers=0)
         c.optim.update(name="adam", lr=1e-4, warmup_steps=10_000, end_lr_frac=0.01, weight_decay=0.0)
         c.train.update(steps=100_000, batch_size=32, log_every=100, ckpt_every=2000, eval_every=10_000)
     elif arg:

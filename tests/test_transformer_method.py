@@ -22,7 +22,7 @@ def test_configs_build():
     from jaxdis.methods.transformer import encoder_config
 
     default, paper = encoder_config(_config().model), encoder_config(_config("paper").model)
-    assert (default.frontend, default.layers, default.hidden, default.frozen_layers) == ("fbank", 4, 256, None)
+    assert (default.frontend, default.layers, default.hidden, default.frozen_layers) == ("fbank", 4, 192, None)
     assert (paper.frontend, paper.layers, paper.hidden, paper.frozen_layers, paper.dtype) == \
         ("waveform", 12, 768, 0, "bfloat16")
     assert paper.conv_dim == (512,) * 7 and paper.pos_conv_kernel == 128

@@ -398,7 +398,8 @@ class TransformerMethod(Method):
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
             hit = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
             w = span.astype(jnp.float32)
-            return jnp.stack([jnp.sum(ce * w), jnp.sum(hit * w), jnp.sum(w)])
+            counts = jnp.zeros((self.model.num_clusters,), jnp.float32).at[labels.reshape(-1)].add(w.reshape(-1))
+            return jnp.stack([jnp.sum(ce * w), jnp.sum(hit * w), jnp.sum(w)]), counts
 
         return jax.jit(stats)
 
@@ -410,52 +411,52 @@ class TransformerMethod(Method):
         if held is None:
             return {}
         src = CropSource(held[1], self.crop, self.config.train.batch_size, seed=1234)
-        tot = np.zeros(3)
+        tot, counts = np.zeros(3), np.zeros(self.model.num_clusters)
         for s in range(num_batches):
             x, mask = self._inputs(src.batch(s))
-            tot += np.asarray(jax.device_get(self._masked_stats(params, model_state, x, mask, jax.random.PRNGKey(s))))
-        return {"heldout_masked_ce": tot[0] / tot[2], "heldout_masked_acc": tot[1] / tot[2]}
+            t, c = jax.device_get(self._masked_stats(params, model_state, x, mask, jax.random.PRNGKey(s)))
+            tot, counts = tot + np.asarray(t), counts + np.asarray(c)
+        p = counts[counts > 0] / counts.sum()
+        # The CE of the best predictor that ignores the input (the clusters' own frequencies
+        # on these very frames): what masked prediction has to beat.
+        return {"heldout_masked_ce": tot[0] / tot[2], "heldout_masked_acc": tot[1] / tot[2],
+                "heldout_unigram_ce": float(-(p * np.log(p)).sum()), "heldout_majority_acc": float(p.max())}
 
-    def _probe_sets(self):
-        """(train, test) (kept corpus, feats) for the probes: utterances of a few training
-        speakers and of a few held-out speakers (every voice reads every sentence in the
-        built-in corpus, so sentence identity transfers from one set to the other)."""
-        if "probe_sets" not in self._cache:
-            (train_kept, train_feats), held = self._splits()
-            e = self.config.eval
-            pick = lambda kept, feats, n: _speaker_subset(kept, feats, n, self.config.seed)
-            self._cache["probe_sets"] = (pick(train_kept, train_feats, e.probe_train_speakers),
-                                         pick(*held, e.probe_test_speakers) if held else None)
-        return self._cache["probe_sets"]
+    def _probe_set(self):
+        """(kept corpus, feats) of ``eval.probe_speakers`` held-out speakers (0: all), drawn once."""
+        if "probe_set" not in self._cache:
+            _, held = self._splits()
+            self._cache["probe_set"] = (_speaker_subset(*held, self.config.eval.probe_speakers, self.config.seed)
+                                        if held else None)
+        return self._cache["probe_set"]
 
     def probes(self, params) -> dict[str, float]:
-        """Content probe (sentence identity) and speaker ID from mean-pooled frames.
+        """Content probe (sentence identity) and speaker ID from mean-pooled frames of
+        held-out speakers (voices the model never trained on).
 
-        Content: a logistic-regression probe on utterances of ``eval.probe_train_speakers``
-        training speakers, tested on ``eval.probe_test_speakers`` held-out speakers (same
-        sentences, unseen voices). Speaker ID: the shared few-label protocol on those
-        held-out speakers. Also for the input's mean and std over time ("input"), a
-        baseline that needs no model."""
+        Content: ``jaxdis.eval.probes.probe_accuracy`` with the speakers as groups, so the
+        probe is tested on voices it was not fitted on either. Speaker ID: the shared
+        few-label protocol (``speaker_id_f1``). Both also for the input's mean and std over
+        time ("input"), a baseline without any model."""
+        from jaxdis.eval.probes import probe_accuracy
         from jaxdis.eval.speaker_id import speaker_id_f1
 
-        (train_kept, train_feats), test = self._probe_sets()
-        out = {}
-        if test is None:
-            return out
-        test_kept, test_feats = test
-        e_train, e_test = self.embed_features(params, train_feats), self.embed_features(params, test_feats)
-        if self.cfg.frontend == "fbank" and "input" not in self._cache:
-            self._cache["input"] = (_mean_std(train_feats), _mean_std(test_feats))
+        probe_set = self._probe_set()
+        if probe_set is None:
+            return {}
+        kept, feats = probe_set
+        emb = self.embed_features(params, feats)
         if self.cfg.frontend == "fbank":
-            e_train["input"], e_test["input"] = self._cache["input"]
-        col = self.config.eval.content_label
-        for name in e_test:
-            if col and col in train_kept.table.columns:
-                out[f"content_acc.{name}"] = _probe(e_train[name], train_kept.table[col].to_numpy(),
-                                                    e_test[name], test_kept.table[col].to_numpy())
-            res = speaker_id_f1(e_test[name], test_kept.table["speaker"].to_numpy(),
-                                test_kept.table["duration"].to_numpy(float), budgets=tuple(self.config.eval.sid_budgets),
-                                repeats=int(self.config.eval.sid_repeats), seed=0)
+            emb["input"] = _mean_std(feats)
+        speakers = kept.table["speaker"].astype(str).to_numpy()
+        col, out = self.config.eval.content_label, {}
+        for name, x in emb.items():
+            if col and col in kept.table.columns and len(set(speakers)) > 1:
+                out[f"content_acc.{name}"] = probe_accuracy(x, kept.table[col].to_numpy(), groups=speakers,
+                                                            test_frac=float(self.config.eval.probe_test_frac))
+            res = speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float),
+                                budgets=tuple(self.config.eval.sid_budgets), repeats=int(self.config.eval.sid_repeats),
+                                seed=0)
             for r in res:
                 out[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
         return out
@@ -504,22 +505,3 @@ def _speaker_subset(kept, feats, n: int, seed: int):
 
 def _mean_std(feats: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.concatenate([f.mean(0), f.std(0)]) for f in feats]).astype(np.float32)
-
-
-def _probe(x_train, y_train, x_test, y_test) -> float:
-    """Accuracy of a logistic-regression probe (the shared probe when it is there)."""
-    try:
-        from jaxdis.eval.probes import probe_accuracy
-    except ImportError:
-        probe_accuracy = None
-    keep = np.isin(y_test, np.unique(y_train))
-    if probe_accuracy is not None:
-        return float(probe_accuracy(np.concatenate([x_train, x_test[keep]]),
-                                    np.concatenate([y_train, y_test[keep]]),
-                                    train_idx=np.arange(len(x_train))))
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train.astype(str))
-    return float((clf.predict(x_test[keep]) == y_test[keep].astype(str)).mean())
