@@ -1,8 +1,6 @@
-"""JAX features against librosa, bucketing, the corpus cache (with a stub data layer)."""
+"""JAX features against librosa, bucketing, the corpus cache (tiny WAV corpus, real data layer)."""
 
 import os
-import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -94,65 +92,51 @@ def test_buckets_fix_shapes():
     assert sorted(np.concatenate([idx for _, idx, _ in batches])) == list(range(6))
 
 
-class _Corpus:
-    def __init__(self, table, name):
-        self.table, self.name = table, name
-
-
 @pytest.fixture()
-def stub_data_layer(monkeypatch, tmp_path):
-    """A stand-in jaxdis.data.corpus: files are .npy waveforms, 'bad' ones fail to load."""
-    calls = []
+def wav_corpus(tmp_path):
+    """Three short WAV files (16 and 22.05 kHz) and one corrupt file, as a jaxdis Corpus."""
+    import soundfile as sf
 
-    def load_waveforms(corpus, sample_rate=16000, skip_bad=False):
-        calls.append(len(corpus.table))
-        keep, out = [], []
-        for p in corpus.table["path"]:
-            try:
-                out.append(np.load(p))
-                keep.append(True)
-            except Exception as e:
-                if not skip_bad:
-                    raise RuntimeError(f"cannot read {p}") from e
-                keep.append(False)
-        return _Corpus(corpus.table[np.array(keep, bool)].reset_index(drop=True), corpus.name), out
+    from jaxdis.data.corpus import Corpus
 
-    mod = types.ModuleType("jaxdis.data.corpus")
-    mod.load_waveforms = load_waveforms
-    mod.default_cache_dir = lambda: str(tmp_path / "default")
-    monkeypatch.setitem(sys.modules, "jaxdis.data.corpus", mod)
     rng = np.random.default_rng(1)
     rows = []
-    for i, n in enumerate([8000, 20000, 3000]):
-        p = tmp_path / f"u{i}.npy"
-        np.save(p, (0.1 * rng.standard_normal(n)).astype(np.float32))
+    for i, (n, sr) in enumerate([(8000, 16000), (20000, 16000), (4410, 22050)]):
+        p = tmp_path / f"u{i}.wav"
+        sf.write(p, (0.1 * rng.standard_normal(n)).astype(np.float32), sr)
         rows.append({"utt_id": f"u{i}", "path": str(p), "speaker": f"s{i % 2}", "text": ""})
-    bad = tmp_path / "bad.npy"
-    bad.write_bytes(b"not an array")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav file")
     rows.append({"utt_id": "bad", "path": str(bad), "speaker": "s0", "text": ""})
-    return _Corpus(pd.DataFrame(rows), "stub"), calls
+    return Corpus(pd.DataFrame(rows), "tiny")
 
 
-def test_corpus_features_cache(stub_data_layer, tmp_path):
-    corpus, calls = stub_data_layer
-    with pytest.raises(RuntimeError, match="bad.npy"):
-        F.corpus_features(corpus, "ad_mel", cache_dir=str(tmp_path), progress=False)
+def test_corpus_features_cache(wav_corpus, tmp_path, monkeypatch):
+    from jaxdis.data import corpus as corpus_mod
+    from jaxdis.data.audio import load_audio
+
+    calls = []
+    real = corpus_mod.load_waveforms
+    monkeypatch.setattr(corpus_mod, "load_waveforms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = str(tmp_path / "cache")
+    with pytest.raises(Exception, match="bad.wav"):
+        F.corpus_features(wav_corpus, "ad_mel", cache_dir=cache, progress=False)
     with pytest.warns(UserWarning, match="1 of 4"):
-        kept, feats = F.corpus_features(corpus, "ad_mel", cache_dir=str(tmp_path), skip_bad=True, progress=False,
+        kept, feats = F.corpus_features(wav_corpus, "ad_mel", cache_dir=cache, skip_bad=True, progress=False,
                                         chunk_size=2)
     assert list(kept.table["utt_id"]) == ["u0", "u1", "u2"]
-    assert [f.shape for f in feats] == [(1 + n // 256, 80) for n in (8000, 20000, 3000)]
-    direct = F.features_for_waves([np.load(p) for p in kept.table["path"]], "ad_mel")
+    assert [f.shape for f in feats] == [(1 + n // 256, 80) for n in (8000, 20000, 3200)]   # 22.05 kHz resampled
+    direct = F.features_for_waves([load_audio(p) for p in kept.table["path"]], "ad_mel")
     for a, b in zip(feats, direct):
         np.testing.assert_allclose(a, b, atol=2.5e-4)         # float16 cache of [0, 1] values
     n_calls = len(calls)
     with pytest.warns(UserWarning, match="unreadable"):
-        kept2, feats2 = F.corpus_features(corpus, "ad_mel", cache_dir=str(tmp_path), skip_bad=True, progress=False)
+        kept2, feats2 = F.corpus_features(wav_corpus, "ad_mel", cache_dir=cache, skip_bad=True, progress=False)
     assert len(calls) == n_calls                               # served from the cache
     assert list(kept2.table["utt_id"]) == ["u0", "u1", "u2"]
     for a, b in zip(feats, feats2):
         np.testing.assert_array_equal(a, b)
-    cached = [d for d in os.listdir(tmp_path / "features") if not d.count(".tmp-")]
+    cached = [d for d in os.listdir(os.path.join(cache, "features")) if ".tmp-" not in d]
     assert len(cached) == 1 and cached[0].startswith("ad_mel-")
-    assert set(os.listdir(tmp_path / "features" / cached[0])) == {"frames.npy", "offsets.npy", "utt_ids.json",
-                                                                 "meta.json"}
+    assert set(os.listdir(os.path.join(cache, "features", cached[0]))) == {"frames.npy", "offsets.npy",
+                                                                            "utt_ids.json", "meta.json"}

@@ -287,13 +287,23 @@ def cache_key(paths: Sequence[str], kind: str | FeatureSpec = "ad_mel") -> str:
 
 
 def _subset(corpus, keep: np.ndarray):
-    """The corpus restricted to rows where `keep` is True (same class, attributes kept)."""
+    """The corpus restricted to rows where the bool mask `keep` is True."""
     if hasattr(corpus, "subset"):
         return corpus.subset(np.flatnonzero(keep))
     table = corpus.table[keep].reset_index(drop=True)
     if dataclasses.is_dataclass(corpus):
         return dataclasses.replace(corpus, table=table)
     return type(corpus)(table, corpus.name)
+
+
+def _load_waveforms(corpus, sample_rate: int, skip_bad: bool):
+    """``jaxdis.data.corpus.load_waveforms`` without its own progress bar (ours counts)."""
+    import inspect
+
+    from jaxdis.data.corpus import load_waveforms
+
+    kwargs = {"progress": False} if "progress" in inspect.signature(load_waveforms).parameters else {}
+    return load_waveforms(corpus, sample_rate=sample_rate, skip_bad=skip_bad, **kwargs)
 
 
 def _write_cache(path: str, feats: list[np.ndarray], utt_ids: list[str], spec: FeatureSpec, n_total: int):
@@ -348,7 +358,7 @@ def corpus_features(corpus, kind: str = "ad_mel", cache_dir: str | None = None, 
     Unreadable files raise (naming the file) unless ``skip_bad``, in which case they are
     dropped with a warning that counts them; rows of kept_corpus align with the list.
     """
-    from jaxdis.data.corpus import default_cache_dir, load_waveforms
+    from jaxdis.data.corpus import default_cache_dir
 
     spec = _spec(kind)
     table = corpus.table
@@ -379,7 +389,7 @@ def corpus_features(corpus, kind: str = "ad_mel", cache_dir: str | None = None, 
             rows = np.zeros(len(paths), bool)
             rows[s:s + chunk_size] = True
             chunk = _subset(corpus, rows)
-            kept_chunk, waves = load_waveforms(chunk, sample_rate=spec.sample_rate, skip_bad=skip_bad)
+            kept_chunk, waves = _load_waveforms(chunk, spec.sample_rate, skip_bad)
             feats.extend(_compute_many(waves, spec, dtype=np.float32))
             kept_ids.extend(str(u) for u in kept_chunk.table["utt_id"])
             bar.update(int(rows.sum()))

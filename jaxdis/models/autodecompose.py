@@ -198,7 +198,8 @@ def _conv1d_shifted(x, w):
     k = w.shape[0]
     xp = jnp.pad(x, ((0, 0), ((k - 1) // 2, k // 2), (0, 0)))                  # (B, T + K - 1, C)
     y = sum(jnp.dot(xp[:, j:j + t].reshape(b * t, c), w[j]) for j in range(k))  # (B·T, O)
-    return y.reshape(b, t, w.shape[-1])
+    # One materialised output: otherwise XLA fuses the K-term sum into every consumer.
+    return jax.lax.optimization_barrier(y.reshape(b, t, w.shape[-1]))
 
 
 def _conv1d_shifted_fwd(x, w):
