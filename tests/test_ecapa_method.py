@@ -1,6 +1,7 @@
 """ECAPA method end to end on the tiny built-in corpus: InfoNCE training and evaluation,
 pseudo-labels from that run as teacher, eval.py verify from the workdir, AAM-softmax loss."""
 
+import importlib.util
 import json
 import math
 
@@ -42,11 +43,14 @@ def test_infonce_then_pseudo_labels_then_verify(tmp_path):
     row = json.loads((tmp_path / "pseudo" / "metrics.jsonl").read_text().splitlines()[0])
     assert math.isfinite(row["train/ce"]) and math.isfinite(row["train/nce"])
 
-    # eval.py verify from the workdir (held-out voices) → metrics.json
-    eval_main(["verify", "--workdir", teacher, "--out", str(tmp_path / "v")])
+    # eval.py verify from the workdir (held-out voices) → metrics.json; GE2E on the same trials
+    ge2e = importlib.util.find_spec("resemblyzer") is not None
+    eval_main(["verify", "--workdir", teacher, "--out", str(tmp_path / "v")] + (["--ge2e"] if ge2e else []))
     m = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert m["eer"] == ev["eer"] and m["min_dcf"] == ev["min_dcf"]
     assert (tmp_path / "v" / "scores_speaker.png").exists()
+    if ge2e:
+        assert m["ge2e.eer"] < 0.2 and (tmp_path / "v" / "scores_ge2e.png").exists()
 
 
 def test_aam_objective_loss_and_gradient():

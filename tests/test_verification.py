@@ -72,3 +72,28 @@ def test_verify_cli(tmp_path):
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["eer"] < 0.05 and 0 <= m["min_dcf"] <= 1 and m["num_trials"] == 435
     assert (tmp_path / "o" / "scores_embeddings.png").exists()
+
+
+def test_verify_cli_heldout_of_a_run(tmp_path):
+    """--heldout-of keeps only the voices a run held out (a baseline on the same trials)."""
+    import json
+
+    import pandas as pd
+
+    from configs.ecapa import get_config
+    from jaxdis.eval.cli import main
+    from jaxdis.methods.common import heldout_corpus
+    from jaxdis.train.checkpoint import save_config
+
+    config = get_config("tiny")
+    save_config(str(tmp_path / "run"), config)
+    held = sorted(heldout_corpus(config).table["speaker"].unique())
+    spk = np.repeat(held + ["not-a-voice-a", "not-a-voice-b"], 3)
+    x = np.random.default_rng(0).standard_normal((len(spk), 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    pd.DataFrame({"speaker": spk}).to_csv(tmp_path / "l.csv", index=False)
+    main(["verify", "--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "l.csv"),
+          "--heldout-of", str(tmp_path / "run"), "--out", str(tmp_path / "o")])
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    n = 3 * len(held)
+    assert m["num_trials"] == n * (n - 1) // 2
