@@ -171,7 +171,12 @@ def _torch_uniform(fan_in_axes: Sequence[int]):
 
 class Conv1d(nn.Module):
     """Dilated time convolution of already padded (B, T + 2p, C_in) → (B, T, C_out);
-    kernel (k, C_in, C_out). 1×1 convolutions are plain matmuls."""
+    kernel (k, C_in, C_out). 1×1 convolutions are plain matmuls.
+
+    ``context`` (B, C_ctx), 1×1 only: per-utterance channels that the input would repeat
+    at every frame (ASP's global mean and std). The kernel then has C_in + C_ctx input
+    channels, as if they were concatenated, but their product is computed once per
+    utterance instead of once per frame."""
 
     features: int
     kernel_size: int = 1
@@ -179,8 +184,8 @@ class Conv1d(nn.Module):
     dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
-        cin = x.shape[-1]
+    def __call__(self, x: Array, context: Array | None = None) -> Array:
+        cin = x.shape[-1] + (0 if context is None else context.shape[-1])
         kernel = self.param("kernel", _torch_uniform((0, 1)), (self.kernel_size, cin, self.features))
         fan_in = cin * self.kernel_size
         bias = self.param("bias", lambda k, s: jax.random.uniform(k, s, jnp.float32, -1, 1) / jnp.sqrt(fan_in),
@@ -188,8 +193,12 @@ class Conv1d(nn.Module):
         dt = jnp.dtype(self.dtype)
         x, kernel = x.astype(dt), kernel.astype(dt)
         if self.kernel_size == 1:
-            y = x @ kernel[0]
+            y = x @ kernel[0, :x.shape[-1]]
+            if context is not None:
+                y = y + (context.astype(dt) @ kernel[0, x.shape[-1]:])[:, None]          # (B, 1, C_out)
         else:
+            if context is not None:
+                raise ValueError("context channels need a 1×1 convolution")
             y = jax.lax.conv_general_dilated(x, kernel, (1,), "VALID", rhs_dilation=(self.dilation,),
                                              dimension_numbers=("NWC", "WIO", "NWC"))
         return y + bias.astype(dt)
@@ -204,10 +213,11 @@ class TDNNBlock(nn.Module):
     dilation: int = 1
 
     @nn.compact
-    def __call__(self, x: Array, valid: Array | None, lengths: Array | None, train: bool) -> Array:
+    def __call__(self, x: Array, valid: Array | None, lengths: Array | None, train: bool,
+                 context: Array | None = None) -> Array:
         pad = self.dilation * (self.kernel_size - 1) // 2
         x = pad_same(x, lengths, pad, self.cfg.padding_mode)                  # (B, T + 2p, C_in)
-        x = Conv1d(self.features, self.kernel_size, self.dilation, self.cfg.dtype, name="conv")(x)
+        x = Conv1d(self.features, self.kernel_size, self.dilation, self.cfg.dtype, name="conv")(x, context)
         x = nn.relu(x).astype(jnp.float32)
         x = nn.BatchNorm(use_running_average=not train, momentum=self.cfg.bn_momentum, epsilon=self.cfg.bn_eps,
                          name="norm")(x, mask=None if valid is None else valid[..., None])  # (B, T, C_out)
@@ -277,13 +287,10 @@ class AttentiveStatsPool(nn.Module):
     def __call__(self, x, valid, train):
         c = x.shape[-1]
         w = frame_weights(valid, x)                                           # (B, T, 1)
-        tdnn_in = x
-        if self.cfg.global_context:
-            mean, std = weighted_stats(x, w)                                   # (B, C) each
-            b, t = x.shape[:2]
-            tdnn_in = jnp.concatenate([x, jnp.broadcast_to(mean[:, None], (b, t, c)),
-                                       jnp.broadcast_to(std[:, None], (b, t, c))], axis=-1)  # (B, T, 3C)
-        a = TDNNBlock(self.cfg, self.cfg.attention_channels, name="tdnn")(tdnn_in, valid, None, train)
+        context = None
+        if self.cfg.global_context:                                           # [x, mean, std] at every frame
+            context = jnp.concatenate(weighted_stats(x, w), axis=-1)          # (B, 2C)
+        a = TDNNBlock(self.cfg, self.cfg.attention_channels, name="tdnn")(x, valid, None, train, context)
         a = Conv1d(c, dtype=self.cfg.dtype, name="conv")(jnp.tanh(a)).astype(jnp.float32)  # (B, T, C)
         if valid is not None:
             a = jnp.where(valid[..., None], a, -jnp.inf)
