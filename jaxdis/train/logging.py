@@ -20,7 +20,7 @@ class MetricWriter:
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
             self._tb = EventFileWriter(os.path.join(workdir, "tb"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)  # line-buffered: a killed run keeps its rows
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
