@@ -25,11 +25,13 @@ def get_config(arg: str | None = None):
 
     c.model = dict(
         n_latents=2048,
-        saes=[(32, 0)],              # (k, seed) or (n_latents, k, seed)
+        saes=((32, 0),),             # (k, seed) or (n_latents, k, seed); a tuple so --config can override it
         k_aux=-1,                    # AuxK width; -1: d // 2
         aux_coef=1 / 32,             # AuxK weight (Gao et al.)
         dead_window=65536,           # samples without firing before a latent counts as dead
         median_iters=100,            # Weiszfeld iterations for b_pre
+        matryoshka=(),               # nested prefixes as fractions of L, e.g. (1/64, 1/16, 1/4): the first
+                                     # latents must reconstruct alone (Bussmann et al. 2025); () off
     )
     c.optim.lr = 1e-3
     c.train.steps = 3000
@@ -38,11 +40,11 @@ def get_config(arg: str | None = None):
     c.train.ckpt_every = 1000
 
     if arg == "paper":               # top-latent accuracy against latent count and k (paper Figs. 2-3)
-        c.model.saes = [(n, k, 0) for n in (512, 1024, 2048, 4096, 8192) for k in (8, 16, 32, 64)]
+        c.model.saes = tuple((n, k, 0) for n in (512, 1024, 2048, 4096, 8192) for k in (8, 16, 32, 64))
     elif arg == "tiny":
         c.data.synthetic_n = 512
         c.model.n_latents = 128
-        c.model.saes = [(4, 0), (8, 0), (8, 1)]
+        c.model.saes = ((4, 0), (8, 0), (8, 1))
         c.model.dead_window = 256
         c.model.median_iters = 20
         c.optim.lr = 3e-3

@@ -93,6 +93,37 @@ def test_auxk_uses_stopped_residual_without_bias_and_only_dead_latents():
         np.testing.assert_allclose(g_compact[name], g_full[name], rtol=1e-6, atol=1e-7)
 
 
+def test_matryoshka_loss_is_the_mean_fvu_of_nested_prefixes():
+    plain, x, p = _sae(k_aux=0)
+    model = TopKSAE(8, 32, 4, prefixes=(4, 16))
+    since = jnp.zeros((32,), jnp.int32)
+    loss, metrics, _ = jax.jit(lambda q: sae_loss(model, q, x, 4, since, 100))(p)
+    base_loss, base_metrics, _ = jax.jit(lambda q: sae_loss(plain, q, x, 4, since, 100))(p)
+    # Dense by hand: latents z (B, L) of the plain SAE, then each prefix alone.
+    pre = (np.asarray(x) - np.asarray(p["b_pre"])) @ np.asarray(p["W_enc"]).T + np.asarray(p["b_enc"])
+    z = np.where(pre >= np.sort(pre, axis=1)[:, -4:-3], np.maximum(pre, 0), 0)
+    var = ((np.asarray(x) - np.asarray(x).mean(0)) ** 2).sum()
+    fvus = [(((np.asarray(x) - (z[:, :m] @ np.asarray(p["W_dec"])[:m] + np.asarray(p["b_pre"]))) ** 2).sum() / var)
+            for m in (4, 16, 32)]
+    np.testing.assert_allclose(float(metrics["fvu_first4"]), fvus[0], rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["fvu_first16"]), fvus[1], rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["fvu"]), fvus[2], rtol=1e-5)
+    np.testing.assert_allclose(float(base_loss), fvus[2], rtol=1e-5)  # no prefixes: the plain FVU
+    np.testing.assert_allclose(float(loss), np.mean(fvus), rtol=1e-5)
+
+
+def test_matryoshka_prefixes_from_config_fractions():
+    from configs.sae import get_config
+    from jaxdis.methods.sae import SAEMethod
+
+    c = get_config("tiny")
+    c.model.saes = ((4, 0), (64, 4, 0))
+    c.model.matryoshka = (1 / 32, 0.25, 1.0)
+    method = SAEMethod(c)
+    assert method.module("L128").prefixes == (4, 32)  # the full dictionary is implied
+    assert method.module("L64").prefixes == (2, 16)
+
+
 def test_dead_latent_window_counts_samples():
     model, x, p = _sae(B=24)
     step = jax.jit(lambda since: sae_loss(model, p, x, 4, since, 100))

@@ -154,7 +154,8 @@ def column_top_latents(z: np.ndarray, labels: np.ndarray, fit: np.ndarray, test:
 
 def steer(sae, x: np.ndarray, latent: int, value: float | None = None, scale: float | None = None,
           keep_error: bool = True) -> np.ndarray:
-    """Raw-space embeddings with one latent set to `value` (or multiplied by `scale`).
+    """Raw-space embeddings with one latent set to `value` (a number or one per row) or
+    multiplied by `scale`.
 
     keep_error: x + (x̂' − x̂), leaving what the SAE does not reconstruct in place;
     otherwise the edited reconstruction x̂' alone.
@@ -274,7 +275,7 @@ def plot_steering(before: np.ndarray, after: np.ndarray, sweep: list[tuple[float
     if sweep:
         s, f = zip(*sweep)
         b.plot(s, f, marker="o")
-    b.set_xlabel("latent value / typical target-class value")
+    b.set_xlabel("edit strength (1: the edit applied)")
     b.set_ylabel("classifier flip rate")
     b.set_ylim(-0.02, 1.02)
     b.grid(alpha=0.3)

@@ -122,7 +122,10 @@ class SAEMethod(Method):
         d = self.array().shape[1]
         k_aux = int(self.config.model.k_aux)
         k_aux = d // 2 if k_aux < 0 else k_aux
-        return TopKSAE(d=d, n_latents=n_latents, k_max=max(s[2] for s in specs), k_aux=min(k_aux, n_latents))
+        fractions = self.config.model.get("matryoshka", ()) or ()
+        prefixes = tuple(sorted({max(1, int(round(f * n_latents))) for f in fractions} - {n_latents}))
+        return TopKSAE(d=d, n_latents=n_latents, k_max=max(s[2] for s in specs), k_aux=min(k_aux, n_latents),
+                       prefixes=prefixes)
 
     def _ks(self, group: str) -> jax.Array:
         return jnp.array([s[2] for s in self.groups[group]], jnp.int32)  # (S,)

@@ -128,6 +128,7 @@ class TopKSAE(nn.Module):
     n_latents: int    # L
     k_max: int        # static size of the top-k; entries ranked ≥ k are zeroed
     k_aux: int = 0    # AuxK width (≈ d/2); 0 disables AuxK
+    prefixes: tuple[int, ...] = ()  # Matryoshka: nested dictionary sizes < L that must reconstruct alone
 
     def setup(self):
         self.b_pre = self.param("b_pre", nn.initializers.zeros, (self.d,))
@@ -214,16 +215,26 @@ def aux_cap(model: TopKSAE) -> int:
 
 
 def _main_terms(model: TopKSAE, params: PyTree, x: jax.Array, k, since_fired: jax.Array, dead_window: int):
-    """FVU, metrics, new counters, and what AuxK needs (x̂, dense pre-activations, dead mask)."""
+    """Reconstruction loss, metrics, new counters, and what AuxK needs (x̂, pre-activations, dead).
+
+    With ``model.prefixes`` (Matryoshka): the loss is the mean FVU of the reconstructions
+    by the active latents with index < m, for each prefix m and the full dictionary.
+    """
     m = model.bind({"params": params})
     vals, idx, pre = m.encode(x, k)
     x_hat = m.decode(vals, idx)  # (B, d)
     dead = since_fired > dead_window  # (L,) from the counters before this batch
     metrics = {"fvu": fvu(x, x_hat), "l0": jnp.mean(jnp.sum(vals > 0, axis=-1).astype(jnp.float32)),
                "dead_frac": jnp.mean(dead.astype(jnp.float32))}
+    recon = metrics["fvu"]
+    if model.prefixes:
+        parts = [fvu(x, m.decode(jnp.where(idx < size, vals, 0.0), idx)) for size in model.prefixes]
+        for size, part in zip(model.prefixes, parts):
+            metrics[f"fvu_first{size}"] = part
+        recon = (sum(parts) + recon) / (len(parts) + 1)
     fired = fired_latents(vals, idx, model.n_latents)
     new_since = jnp.where(fired, 0, jnp.minimum(since_fired + x.shape[0], jnp.iinfo(jnp.int32).max // 2))
-    return metrics, new_since.astype(since_fired.dtype), (x_hat, pre, dead)
+    return recon, metrics, new_since.astype(since_fired.dtype), (x_hat, pre, dead)
 
 
 def _aux_term(model: TopKSAE, params: PyTree, x: jax.Array, x_hat: jax.Array, pre: jax.Array, dead: jax.Array,
@@ -246,8 +257,7 @@ def sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, k: jax.Array | int, s
     aux_mode: "full" (exact), "compact" (exact if ≤ aux_cap dead) or "off" (no dead latent).
     Returns (loss, metrics, new since_fired).
     """
-    metrics, new_since, (x_hat, pre, dead) = _main_terms(model, params, x, k, since_fired, dead_window)
-    loss = metrics["fvu"]
+    loss, metrics, new_since, (x_hat, pre, dead) = _main_terms(model, params, x, k, since_fired, dead_window)
     if model.k_aux:
         metrics["auxk"] = _aux_term(model, params, x, x_hat, pre, dead, aux_mode)
         loss = loss + aux_coef * metrics["auxk"]
@@ -264,8 +274,7 @@ def stacked_sae_loss(model: TopKSAE, params: PyTree, x: jax.Array, ks: jax.Array
     ``aux_cap`` latents are dead in any SAE, the full one otherwise. All three are exact.
     """
     main = lambda p, k, s: _main_terms(model, p, x, k, s, dead_window)
-    metrics, new_since, (x_hat, pre, dead) = jax.vmap(main)(params, ks, since_fired)
-    losses = metrics["fvu"]
+    losses, metrics, new_since, (x_hat, pre, dead) = jax.vmap(main)(params, ks, since_fired)
     if model.k_aux:
         def branch(mode):
             fn = lambda p, xh, pr, dd: _aux_term(model, p, x, xh, pr, dd, mode)
@@ -357,6 +366,11 @@ class TrainedSAE:
     def decoder(self) -> np.ndarray:
         """(L, d) unit-norm decoder directions, in the standardised space."""
         return np.asarray(self.params["W_dec"])
+
+    def raw_direction(self, j: int) -> np.ndarray:
+        """(d,) what one unit of latent j adds to a raw (unstandardised) embedding."""
+        w = np.asarray(self.params["W_dec"][j], np.float32)
+        return w if self.std is None else w * self.std
 
     def _model(self) -> TopKSAE:
         return TopKSAE(self.d, self.n_latents, self.k)

@@ -2,17 +2,22 @@
 
     python eval.py sae-steer --workdir runs/sae --labels labels.csv --col gender --out results/steer
 
-For each target class t of ``--col`` (or ``--target``): the latent that best indicates t
-(active → t; chosen on the fit speakers) is set to its typical value on t (mean when
-active, × ``--scale``; or ``--value``) in every held-out utterance of another class that
-a logistic-regression classifier, trained on the original fit embeddings, gets right.
-The edit keeps the SAE's error term (x + Δz·W_dec; ``--no-keep-error`` decodes x̂').
+For each target class t of ``--col`` (or ``--target``), one latent is edited in every
+held-out utterance of another class that a logistic-regression classifier (trained on
+the original fit embeddings) gets right. The latent, chosen on the fit speakers only: for
+a binary column its top latent, the same for both directions; otherwise the best latent
+whose activity indicates t. The edit (``--mode``): *match* (default) moves the latent
+until the utterance's projection on its decoder direction equals the target class's mean
+projection (fit rows; clipped at 0), i.e. the class difference along that one latent;
+*typical* sets it to its mean active value on t (× ``--scale``; the paper's edit);
+``--value`` sets a value. The edit keeps the SAE's error term (x + Δz·W_dec;
+``--no-keep-error`` decodes x̂').
 
 metrics.json: ``steer.flip_rate`` (share of those utterances now classified t; mean over
 targets), ``steer.sim_shift`` (mean change of cos(x, centroid_t) − cos(x, centroid_source)),
-and per target ``steer.<t>.{flip_rate, sim_shift, latent, value, n, remove_flip_rate}``
+and per target ``steer.<t>.{flip_rate, sim_shift, latent, value, value_before, n, remove_flip_rate}``
 (remove: the latent set to 0 in held-out t utterances). Plots: ``steer_<t>.png``
-(relative-similarity histograms before/after, flip rate against the scale).
+(relative-similarity histograms before/after, flip rate against the edit's strength).
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", nargs="+", help="target classes (default: every class of --col)")
     p.add_argument("--sae", help="which SAE (its label, e.g. L2048_k32_s0; default the first)")
     p.add_argument("--latent", type=int, help="latent to edit (default: the top latent for the target)")
-    p.add_argument("--value", type=float, help="value to set (default: typical target value × --scale)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiple of the typical target-class value")
+    p.add_argument("--mode", choices=["match", "typical"], default="match",
+                   help="match: move the latent until the utterance's projection on its decoder direction is "
+                   "the target class mean; typical: set it to its mean active value on the target class")
+    p.add_argument("--value", type=float, help="set the latent to this value instead")
+    p.add_argument("--scale", type=float, default=1.0, help="typical mode: multiple of the typical value")
     p.add_argument("--no-keep-error", action="store_true", help="use the edited reconstruction alone")
     p.add_argument("--group-col", default="speaker", help="held-out split is disjoint in this column")
     p.add_argument("--heldout", type=float, default=0.5, help="fraction of groups held out (0: none)")
@@ -60,42 +68,79 @@ def train_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(x, y)
 
 
+def steering_latent(z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndarray, test: np.ndarray,
+                    args) -> int:
+    """The latent to edit toward `target`, chosen on the fit rows only.
+
+    Binary column: the column's top latent (either sign), the same one for both targets
+    (raised toward the class it indicates, lowered toward the other). Otherwise the best
+    latent whose activity indicates `target`.
+    """
+    if args.latent is not None:
+        return int(args.latent)
+    classes = sorted(set(labels))
+    if len(classes) == 2:
+        return lat.top_latent(z, labels, classes[0], fit, test)[0].index
+    return lat.top_latent(z, labels, target, fit, test, positive_only=True)[0].index
+
+
+def steer_values(sae, x: np.ndarray, z: np.ndarray, j: int, goal: float, typical: float, args,
+                 strength: float = 1.0) -> np.ndarray:
+    """New values (N,) of latent j for raw rows x (N, d) with latents z (N, L).
+
+    match: each row's value is moved until its projection on latent j's raw-space decoder
+    direction equals `goal` (the target class's mean projection), clipped at 0: the
+    class difference along this one latent. typical: `typical` × --scale (the paper's
+    edit). --value: that value. `strength` scales the edit (the sweep).
+    """
+    zj = z[:, j]
+    if args.value is not None:
+        return zj + strength * (float(args.value) - zj)
+    if args.mode == "typical":
+        return zj + strength * (typical * args.scale - zj)
+    w = sae.raw_direction(j)  # (d,) raw-space change per unit of latent j
+    norm = max(float(np.linalg.norm(w)), 1e-12)
+    delta = (goal - np.asarray(x, np.float64) @ (w / norm)) / norm  # (N,)
+    return np.maximum(zj + strength * delta, 0.0).astype(np.float32)
+
+
 def steer_class(sae, x: np.ndarray, z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndarray,
                 test: np.ndarray, clf, args) -> tuple[dict, dict]:
     """Steering results toward one target class: (metrics, plot data)."""
     y = labels == target
-    if args.latent is not None:
-        j = int(args.latent)
-    else:
-        top, _ = lat.top_latent(z, labels, target, fit, test, positive_only=True)
-        j = top.index
+    j = steering_latent(z, labels, target, fit, test, args)
     on = z[fit & y, j]
-    typical = float(on[on > 0].mean()) if (on > 0).any() else float(z[:, j].max())
-    value = float(args.value) if args.value is not None else typical * args.scale
+    typical = float(on[on > 0].mean()) if (on > 0).any() else 0.0
+    w = sae.raw_direction(j)
+    goal = float(np.mean(x[fit & y] @ (w / max(float(np.linalg.norm(w)), 1e-12))))
     keep = not args.no_keep_error
 
     pred0 = clf.predict(x)
-    source = test & ~y & (pred0 != target)  # held-out, other class, classified correctly-ish
+    source = test & ~y & (pred0 == labels)  # held-out utterances of other classes, classified right
     if not source.any():
         return {}, {}
-    xs = x[source]
+    xs, zs = x[source], z[source]
     centroid_t = x[fit & y].mean(0)
-    # The source centroid: of the other classes' fit rows (one class if binary).
-    centroid_s = x[fit & ~y].mean(0)
-    after = lat.steer(sae, xs, j, value=value, keep_error=keep)
+    centroid_s = x[fit & ~y].mean(0)  # the other classes' fit rows (one class if binary)
+
+    def edited(strength: float) -> tuple[np.ndarray, np.ndarray]:
+        values = steer_values(sae, xs, zs, j, goal, typical, args, strength)
+        return lat.steer(sae, xs, j, value=values, keep_error=keep), values
+
+    after, values = edited(1.0)
     flip = float(np.mean(clf.predict(after) == target))
     rel0 = lat.relative_similarity(xs, centroid_t, centroid_s)
     rel1 = lat.relative_similarity(after, centroid_t, centroid_s)
-    sweep = [(s, float(np.mean(clf.predict(lat.steer(sae, xs, j, value=typical * s, keep_error=keep)) == target)))
-             for s in SWEEP]
+    sweep = [(s, float(np.mean(clf.predict(edited(s)[0]) == target))) for s in SWEEP]
 
     targets = test & y & (pred0 == target)
     remove = float("nan")
     if targets.any():
         removed = lat.steer(sae, x[targets], j, value=0.0, keep_error=keep)
         remove = float(np.mean(clf.predict(removed) != target))
-    metrics = {"flip_rate": flip, "sim_shift": float(np.mean(rel1 - rel0)), "latent": j, "value": value,
-               "typical_value": typical, "n": int(source.sum()), "remove_flip_rate": remove,
+    metrics = {"flip_rate": flip, "sim_shift": float(np.mean(rel1 - rel0)), "latent": j,
+               "value": float(values.mean()), "value_before": float(zs[:, j].mean()), "typical_value": typical,
+               "n": int(source.sum()), "remove_flip_rate": remove,
                "rel_sim_before": float(rel0.mean()), "rel_sim_after": float(rel1.mean())}
     return metrics, {"before": rel0, "after": rel1, "sweep": sweep}
 
@@ -121,7 +166,7 @@ def run(args) -> dict:
         if not m:
             continue
         per[_key(target)] = m
-        print(f"→ {target}: latent #{m['latent']} = {m['value']:.3f}: flip {m['flip_rate']:.3f} of {m['n']}, "
+        print(f"→ {target}: latent #{m['latent']} {m['value_before']:.3f} → {m['value']:.3f}: flip {m['flip_rate']:.3f} of {m['n']}, "
               f"similarity shift {m['sim_shift']:+.3f}, removal flips {m['remove_flip_rate']:.3f}")
         if not args.no_plots:
             lat.plot_steering(plot["before"], plot["after"], plot["sweep"],
