@@ -10,6 +10,11 @@ maximum count, so nothing has a data-dependent shape and one compile serves ever
   scrambling by 5–20 pivot inversions — each picks a random segment [a, b) of the time
   axis and reverses it (the paper's stronger form; the notebook's repeated circular rolls
   compose into a single roll) — then 2 time masks of 1–5 frames set to 0.
+  Optionally (``channel_db > 0``) a random channel between the two: a gain and a spectral
+  tilt across the mel axis, each uniform in ±channel_db dB. Loudness and microphone
+  colouring are not the voice, so the view that keeps only the voice should change them;
+  otherwise the speaker encoder also learns the recording channel, which varies between
+  a speaker's recordings in real corpora (and per utterance in the built-in one).
 - ``keep_content`` (the content encoder's view Ā(x): voice changed, content kept):
   frequency stretch or shrink by a factor 1 ± r, r ~ U[0.06, 0.21], resampled back to F
   bins by linear interpolation (the paper used a cubic spline, the notebook linear
@@ -32,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "time_scramble", "time_mask", "freq_stretch", "stretch_bins", "stretch_factor", "freq_mask",
+    "time_scramble", "time_mask", "channel", "freq_stretch", "stretch_bins", "stretch_factor", "freq_mask",
     "frame_jitter", "keep_voice", "keep_content", "base",
     "batch_keep_voice", "batch_keep_content", "batch_base", "make_views",
 ]
@@ -101,6 +106,17 @@ def frame_jitter(rng: jax.Array, x: jax.Array, max_pairs: int = 4) -> jax.Array:
     return x[perm]
 
 
+def channel(rng: jax.Array, x: jax.Array, max_db: float = 6.0, db_range: float = 200.0) -> jax.Array:
+    """A random recording channel: gain g and tilt s, each ~ U[-max_db, max_db] dB, added
+    as g + s·(f/(F−1) − ½) dB to every frame of x (T, F), whose values are dB / db_range
+    (the Autodecompose mel scaling (dB + 100) / 200)."""
+    k_g, k_s = jax.random.split(rng)
+    gain, tilt = jax.random.uniform(k_g, (), minval=-max_db, maxval=max_db), \
+        jax.random.uniform(k_s, (), minval=-max_db, maxval=max_db)
+    ramp = jnp.linspace(-0.5, 0.5, x.shape[-1])
+    return (x + (gain + tilt * ramp) / db_range).astype(x.dtype)
+
+
 # ---------------------------------------------------------------------------------------
 # Frequency axis
 # ---------------------------------------------------------------------------------------
@@ -147,10 +163,13 @@ def freq_mask(rng: jax.Array, x: jax.Array, max_count: int = 15, max_width: int 
 # ---------------------------------------------------------------------------------------
 
 def keep_voice(rng: jax.Array, x: jax.Array, min_inversions: int = 5, max_inversions: int = 20,
-               time_masks: int = 2, max_mask_width: int = 5) -> jax.Array:
-    """A(x): scrambles time (changes content), keeps spectral shape (voice). (T, F) → (T, F)."""
-    k1, k2 = jax.random.split(rng)
+               time_masks: int = 2, max_mask_width: int = 5, channel_db: float = 0.0) -> jax.Array:
+    """A(x): scrambles time (changes content), keeps spectral shape (voice); with
+    channel_db > 0 also a random channel gain and tilt. (T, F) → (T, F)."""
+    k1, k2, k3 = jax.random.split(rng, 3)
     x = time_scramble(k1, x, min_inversions, max_inversions)
+    if channel_db > 0:
+        x = channel(k3, x, channel_db)
     return time_mask(k2, x, time_masks, max_mask_width)
 
 
@@ -195,8 +214,9 @@ batch_keep_content = _batched(keep_content)
 batch_base = _batched(base)
 
 
-@functools.partial(jax.jit, static_argnames=("use_base",))
-def make_views(rng: jax.Array, x: jax.Array, use_base: bool = True) -> tuple[jax.Array, jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("use_base", "channel_db"))
+def make_views(rng: jax.Array, x: jax.Array, use_base: bool = True,
+               channel_db: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One training example per row: x (B, T, F) → (target, voice_view, content_view).
 
     target = base(x) (or x), voice_view = keep_voice(target) for the speaker encoder,
@@ -206,6 +226,6 @@ def make_views(rng: jax.Array, x: jax.Array, use_base: bool = True) -> tuple[jax
     k_b, k_v, k_c = jax.random.split(rng, 3)
     b = x.shape[0]
     target = jax.vmap(base)(jax.random.split(k_b, b), x) if use_base else x
-    voice = jax.vmap(keep_voice)(jax.random.split(k_v, b), target)
+    voice = jax.vmap(functools.partial(keep_voice, channel_db=channel_db))(jax.random.split(k_v, b), target)
     content = jax.vmap(keep_content)(jax.random.split(k_c, b), target)
     return target, voice, content

@@ -97,3 +97,20 @@ def test_frame_jitter_and_views(crops):
     assert target.shape == voice.shape == content.shape == crops.shape
     t0, _, _ = A.make_views(jax.random.key(7), crops, use_base=False)
     np.testing.assert_array_equal(np.asarray(t0), np.asarray(crops))
+
+
+def test_channel_is_a_bounded_gain_and_linear_tilt(crops):
+    """The optional channel of the voice view adds the same straight line (in dB across the
+    mel bins, within ±max_db for gain and tilt) to every frame, and leaves content alone."""
+    x = crops[0]
+    for seed in range(3):
+        delta = np.asarray(A.channel(jax.random.key(seed), x, max_db=6.0) - x) * 200.0   # back to dB
+        np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-3)  # per-bin constant
+        slope, gain = np.polyfit(np.linspace(-0.5, 0.5, F), delta[0], 1)
+        np.testing.assert_allclose(delta[0], gain + slope * np.linspace(-0.5, 0.5, F), atol=1e-3)
+        assert abs(gain) <= 6.0 and abs(slope) <= 6.0 and abs(gain) + abs(slope) > 0.1
+    _, v0, _ = A.make_views(jax.random.key(9), crops, use_base=False)
+    _, v6, _ = A.make_views(jax.random.key(9), crops, use_base=False, channel_db=6.0)
+    shift = np.asarray(v6 - v0) * 200.0
+    kept = np.asarray(v0) != 0                                                  # frames not masked in both
+    assert np.abs(shift[kept]).max() <= 12.0 + 1e-3 and np.abs(shift[kept]).mean() > 0.1

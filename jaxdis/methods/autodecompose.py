@@ -45,7 +45,8 @@ class AutodecomposeMethod(Method):
 
     def loss(self, params, model_state, batch, rng):
         x = batch["x"]                                                   # (B, T, 80)
-        target, voice_view, content_view = augment.make_views(rng, x, use_base=self.config.model.base_augment)
+        target, voice_view, content_view = augment.make_views(rng, x, use_base=self.config.model.base_augment,
+                                                                 channel_db=float(self.config.model.get("channel_db", 0.0)))
         (recon, _), updates = self.model.apply({"params": params, **model_state}, voice_view, content_view,
                                                train=True, mutable=["batch_stats"])
         mask = batch["mask"][..., None].astype(recon.dtype)               # (B, T, 1): real frames
