@@ -73,15 +73,22 @@ def test_probe_and_steer_commands(workdir, planted):
     from jaxdis.eval.cli import main
 
     out = str(planted / "probe")
-    m = main(["sae-probe", "--workdir", workdir, "--labels", str(planted / "labels.csv"), "--cols", "gender",
-              "--out", out, "--no-verify"])
+    m = main(["sae-probe", "--workdir", workdir, "--labels", str(planted / "labels.csv"), "--cols", "gender", "half",
+              "--out", out, "--no-verify", "--save-reconstruction", str(planted / "recon.npy")])
     with open(os.path.join(out, "metrics.json")) as f:
         saved = json.load(f)
     for key in ("fvu", "l0", "dead_frac", "top_latent.gender.balanced_acc", "top_latent.gender.index",
                 "sae.L128_k4_s0.top_latent.gender.balanced_acc"):
         assert key in saved
     assert saved["fvu"] < 0.5 and saved["l0"] <= 4
+    x, x_hat = np.load(planted / "x.npy"), np.load(planted / "recon.npy")
+    assert x_hat.shape == x.shape
+    np.testing.assert_allclose(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum(), saved["fvu"], rtol=1e-4)
     assert saved["top_latent.gender.balanced_acc"] >= 0.9  # the planted direction has its own latent
+    assert saved["splits"] == 5 and "baseline.top_dim.gender.balanced_acc" in saved
+    # 'half' splits the speakers arbitrarily: the best of 64 latents on the fit speakers
+    # must not look separable on held-out ones.
+    assert saved["top_latent.half.balanced_acc"] < 0.7
     assert os.path.exists(os.path.join(out, "top_latent_gender.png"))
     assert os.path.exists(os.path.join(out, "feature_splitting_gender.png"))
 

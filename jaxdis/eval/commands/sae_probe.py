@@ -7,14 +7,17 @@
 For each column, each latent is scored by the balanced accuracy of its best threshold
 (one-vs-rest per class for multi-class columns); the latent and its threshold are chosen
 on speakers of one part (``--group-col``) and scored on held-out speakers
-(``--heldout``; 0 scores on the same rows, as the paper does).
+(``--heldout``; 0 scores on the same rows, as the paper does), averaged over ``--splits``
+random speaker splits (with few speakers one split's figure moves by whole speakers).
 
 metrics.json (the ``--sae`` SAE, default the first): ``fvu``, ``l0``, ``dead_frac`` (on these
 embeddings, raw space), ``top_latent.<col>.balanced_acc``, ``.index``, ``.balanced_acc_fit``,
-``.auc``; multi-class columns add ``top_latent.<col>.<class>.*`` and report the class mean
-(index: the best class's latent). Every SAE: ``sae.<L..._k..._s...>.*``. Also
-``verify.original.eer``, ``verify.reconstructed.eer`` (fractions), ``.min_dcf`` and
-``verify.eer_delta_points`` on all same/different-``--group-col`` pairs (jaxdis.eval.verification).
+``.auc``, ``.balanced_acc_sd`` (over splits), ``.index_agreement``; multi-class columns add
+``top_latent.<col>.<class>.*`` and report the class mean (index: the best class's latent).
+Every SAE: ``sae.<L..._k..._s...>.*``. ``baseline.top_dim.<col>.balanced_acc``: the best
+single input dimension, chosen and scored the same way. Also ``verify.original.eer``,
+``verify.reconstructed.eer`` (fractions), ``.min_dcf`` and ``verify.eer_delta_points`` on
+all same/different-``--group-col`` pairs (jaxdis.eval.verification).
 """
 
 from __future__ import annotations
@@ -38,9 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with 2-50 classes other than --group-col)")
     p.add_argument("--group-col", default="speaker", help="held-out split is disjoint in this column")
     p.add_argument("--heldout", type=float, default=0.5, help="fraction of groups held out for scoring (0: none)")
+    p.add_argument("--splits", type=int, default=5, help="random group splits (seeds --seed, --seed+1, ...) "
+                   "whose held-out scores are averaged")
     p.add_argument("--sae", help="SAE whose figures are the top-level metrics (its label, e.g. L2048_k32_s0)")
     p.add_argument("--split-col", help="classes for the feature-splitting heatmap (default: --group-col)")
     p.add_argument("--no-verify", action="store_true", help="skip EER of original vs reconstructed embeddings")
+    p.add_argument("--save-reconstruction", metavar="PATH.npy",
+                   help="write the --sae SAE's raw-space reconstructions (N, d) here, e.g. for eval.py verify")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", required=True, help="output directory")
@@ -99,21 +106,32 @@ def sae_metrics(sae, x: np.ndarray, z: np.ndarray) -> dict[str, float]:
     return {"fvu": fvu, "l0": float((z > 0).sum(1).mean()), "dead_frac": float(((z > 0).sum(0) == 0).mean())}
 
 
-def probe_columns(z: np.ndarray, table, cols: list[str], fit: np.ndarray, test: np.ndarray) -> dict:
-    """{col: {"balanced_acc", "index", ..., per class}} for one SAE's latents z."""
+def probe_columns(z: np.ndarray, table, cols: list[str], splits: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """{col: {"balanced_acc", "index", ..., per class}} for one SAE's latents z.
+
+    Each (fit, test) split chooses its latents and thresholds on fit and scores them on
+    test; figures are means over the splits (``balanced_acc_sd``: their spread), the
+    index is the first split's, ``index_agreement`` the share of splits choosing it.
+    """
     out = {}
     for col in cols:
-        tops = lat.column_top_latents(z, table[col].to_numpy(), fit, test)
-        if not tops:
+        runs = [lat.column_top_latents(z, table[col].to_numpy(), fit, test) for fit, test in splits]
+        runs = [tops for tops in runs if tops]
+        if not runs:
             continue
-        best = max(tops, key=lambda t: t.balanced_acc_fit)
-        entry = {"balanced_acc": float(np.mean([t.balanced_acc for t in tops])),
-                 "balanced_acc_fit": float(np.mean([t.balanced_acc_fit for t in tops])),
-                 "auc": float(np.mean([t.auc for t in tops])), "index": best.index, "sign": best.sign}
-        if len(tops) > 1:
-            for t in tops:
-                entry[_key(t.cls)] = {"balanced_acc": t.balanced_acc, "balanced_acc_fit": t.balanced_acc_fit,
-                                      "auc": t.auc, "index": t.index, "sign": t.sign}
+        best = [max(tops, key=lambda t: t.balanced_acc_fit) for tops in runs]
+        per_split = [float(np.mean([t.balanced_acc for t in tops])) for tops in runs]
+        entry = {"balanced_acc": float(np.mean(per_split)), "balanced_acc_sd": float(np.std(per_split)),
+                 "balanced_acc_fit": float(np.mean([t.balanced_acc_fit for tops in runs for t in tops])),
+                 "auc": float(np.mean([t.auc for tops in runs for t in tops])),
+                 "index": best[0].index, "sign": best[0].sign,
+                 "index_agreement": float(np.mean([b.index == best[0].index for b in best]))}
+        if len(runs[0]) > 1:
+            for t in runs[0]:
+                same = [u for tops in runs for u in tops if u.cls == t.cls]
+                entry[_key(t.cls)] = {"balanced_acc": float(np.mean([u.balanced_acc for u in same])),
+                                      "balanced_acc_fit": float(np.mean([u.balanced_acc_fit for u in same])),
+                                      "auc": float(np.mean([u.auc for u in same])), "index": t.index, "sign": t.sign}
         out[col] = entry
     return out
 
@@ -137,13 +155,15 @@ def run(args) -> dict:
     if missing:
         raise SystemExit(f"{args.labels} has no column {missing} (columns: {', '.join(table.columns)})")
     groups = table[args.group_col].to_numpy() if args.group_col in table.columns else np.arange(len(x))
-    fit, test = lat.group_split(groups, args.heldout, args.seed)
+    n_splits = max(1, args.splits) if args.heldout > 0 else 1
+    splits = [lat.group_split(groups, args.heldout, args.seed + i) for i in range(n_splits)]
+    fit = splits[0][0]
 
     per_sae, latents = {}, {}
     for sae in saes:
         z = sae.latents(x)  # (N, L)
         latents[sae.label] = z
-        per_sae[sae.label] = {**sae_metrics(sae, x, z), "top_latent": probe_columns(z, table, cols, fit, test)}
+        per_sae[sae.label] = {**sae_metrics(sae, x, z), "top_latent": probe_columns(z, table, cols, splits)}
         print(f"{sae.label}: fvu {per_sae[sae.label]['fvu']:.4f}, " + ", ".join(
             f"{c} {v['balanced_acc']:.3f} (#{v['index']})" for c, v in per_sae[sae.label]["top_latent"].items()))
 
@@ -153,7 +173,15 @@ def run(args) -> dict:
     metrics = dict(per_sae[primary.label])
     metrics["sae"] = per_sae
     metrics["heldout_frac"] = float(args.heldout)
+    metrics["splits"] = n_splits
+    # Context: the best single input dimension, chosen and scored the same way.
+    metrics["baseline"] = {"top_dim": {c: {k: v for k, v in e.items() if k in ("balanced_acc", "balanced_acc_sd",
+                                                                                "index")}
+                                       for c, e in probe_columns(x, table, cols, splits).items()}}
 
+    if args.save_reconstruction:
+        os.makedirs(os.path.dirname(os.path.abspath(args.save_reconstruction)), exist_ok=True)
+        np.save(args.save_reconstruction, primary.decode(latents[primary.label]).astype(np.float32))
     if not args.no_verify and args.group_col in table.columns:
         v = verify_metrics(x, primary.decode(latents[primary.label]), table[args.group_col].to_numpy(), args.seed)
         metrics["verify"] = v
