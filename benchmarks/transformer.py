@@ -29,19 +29,28 @@ from jaxdis.masking import span_mask  # noqa: E402
 from jaxdis.methods.transformer import MaskedPredictor  # noqa: E402
 from jaxdis.models.transformer import FrameEncoderConfig, train_flops_per_frame  # noqa: E402
 
-# Dense peak FLOP/s per device kind (bf16 tensor cores; fp32 without TF32), for MFU.
-PEAK = {  # substring of jax's device_kind → (bf16, fp32)
-    "H100": (989e12, 67e12), "H200": (989e12, 67e12), "H800": (989e12, 67e12),
-    "A100": (312e12, 19.5e12), "L4": (121e12, 30e12), "A10": (125e12, 31e12),
+# Dense (no sparsity) peak FLOP/s per device kind, for MFU: (bf16 tensor cores, fp32 matmuls).
+# The fp32 column is the TF32 tensor-core peak where XLA runs fp32 dots in TF32 by default
+# (jax_default_matmul_precision "default" on Ampere and later GPUs); dividing by the plain
+# FP32 (CUDA core) peak instead printed an MFU above 100 % on an H100.
+PEAK = {  # substring of jax's device_kind → (bf16, fp32 as XLA runs it)
+    "H100": (989e12, 494.7e12), "H200": (989e12, 494.7e12), "H800": (989e12, 494.7e12),
+    "A100": (312e12, 156e12), "L4": (121e12, 60e12), "A10": (125e12, 62.5e12),
     "TPU v4": (275e12, 275e12), "TPU v5 lite": (197e12, 197e12), "TPU v5": (459e12, 459e12),
 }
 
 
-def peak_flops(dtype: str) -> float | None:
+def peak_flops(dtype: str) -> tuple[float, str] | None:
+    """(peak FLOP/s, which peak) for MFU: bf16 dense for bfloat16, TF32 dense for float32
+    unless fp32 matmul precision was asked for ("highest" runs true fp32: no MFU then)."""
     kind = jax.devices()[0].device_kind
     for key, (bf16, fp32) in PEAK.items():
         if key in kind:
-            return bf16 if dtype == "bfloat16" else fp32
+            if dtype == "bfloat16":
+                return bf16, "bf16 dense"
+            if str(jax.config.jax_default_matmul_precision or "default").lower() in ("highest", "float32"):
+                return None
+            return fp32, "TF32 dense" if "TPU" not in key else "bf16-pass dense"
     return None
 
 
@@ -129,6 +138,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seconds", type=float, default=2.0, help="audio per example (16 kHz)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--matmuls", default="auto", choices=["auto", "canonical", "xla"],
+                   help="FrameEncoderConfig.matmuls (auto: canonical on CPU)")
     p.add_argument("--clusters", type=int, default=504)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
@@ -138,7 +149,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     over = {"layers": args.layers} if args.layers else {}
-    cfg = FrameEncoderConfig.from_name(args.size, dropout=0.0, feat_dropout=0.0, dtype=args.dtype, **over)
+    cfg = FrameEncoderConfig.from_name(args.size, dropout=0.0, feat_dropout=0.0, dtype=args.dtype,
+                                    matmuls=args.matmuls, **over)
     samples = int(args.seconds * 16000)
     frames = cfg.num_frames(samples)
     rng = np.random.default_rng(0)
@@ -147,7 +159,8 @@ def main(argv=None) -> dict:
     labels = rng.integers(0, args.clusters, (args.batch, frames)).astype(np.int32)
     backend = jax.default_backend()
     res = {"device": jax.devices()[0].device_kind, "backend": backend, "size": args.size, "layers": cfg.layers,
-           "batch": args.batch, "seconds": args.seconds, "frames": frames, "dtype": args.dtype}
+           "batch": args.batch, "seconds": args.seconds, "frames": frames, "dtype": args.dtype,
+           "canonical_matmuls": cfg.canonical}
 
     run, xla_flops, n_params = jax_step(cfg, jnp.asarray(wav), jnp.asarray(span), jnp.asarray(labels),
                                         args.clusters, 1e-4)
@@ -157,8 +170,10 @@ def main(argv=None) -> dict:
     res["model_tflop_per_step"] = flops / 1e12
     res["xla_tflop_per_step"] = xla_flops / 1e12 if xla_flops else None
     res["jax_tflops"] = flops / res["jax_step_s"] / 1e12
-    peak = peak_flops(args.dtype)
-    if backend == "gpu" and peak:
+    peak = peak_flops(args.dtype) if backend != "cpu" else None
+    if peak:
+        peak, res["mfu_peak"] = peak
+        res["peak_tflops"] = peak / 1e12
         res["jax_mfu"] = flops / res["jax_step_s"] / peak
 
     if not args.no_torch:
@@ -173,7 +188,7 @@ def main(argv=None) -> dict:
             trun, _ = torch_step(cfg, wav, span, labels, args.clusters, 1e-4, args.dtype, device, False)
             res["torch_step_s"] = _time(trun, args.steps, args.warmup)
             res["speedup_vs_torch"] = res["torch_step_s"] / res["jax_step_s"]
-            if backend == "gpu" and peak:
+            if peak:
                 res["torch_mfu"] = flops / res["torch_step_s"] / peak
             if args.torch_compile:
                 crun, _ = torch_step(cfg, wav, span, labels, args.clusters, 1e-4, args.dtype, device, True)
@@ -187,7 +202,7 @@ def main(argv=None) -> dict:
     if "torch_step_s" in res:
         line += f", PyTorch {res['torch_step_s'] * 1e3:.1f} ms → {res['speedup_vs_torch']:.2f}×"
     if "jax_mfu" in res:
-        line += f", MFU {100 * res['jax_mfu']:.1f} %"
+        line += f", MFU {100 * res['jax_mfu']:.1f} % of the {res['mfu_peak']} peak"
     print(line)
     if args.out:
         with open(args.out, "w") as f:

@@ -169,3 +169,36 @@ def test_flops_per_frame_base():
     fwd = train_flops_per_frame(cfg, 250) / 3
     layers = 12 * 2 * (4 * 768 ** 2 + 2 * 768 * 3072)
     assert layers < fwd < layers + 1.5e9
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_canonical_matmuls_match_xla(stable):
+    """The CPU path (dense layers and strided convs as canonical matmuls, im2col) has the
+    same parameters, outputs and gradients as XLA's dots and convolutions."""
+    from jaxdis.models.transformer import im2col
+
+    x = np.random.default_rng(1).standard_normal((2, 23, 3)).astype(np.float32)
+    for k, s in [(10, 5), (3, 2), (2, 2), (4, 3)]:
+        w = np.random.default_rng(k).standard_normal((k, 3, 5)).astype(np.float32)
+        ref = jax.lax.conv_general_dilated(x, w, (s,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))
+        np.testing.assert_allclose(np.asarray(im2col(jnp.asarray(x), k, s) @ w.reshape(k * 3, 5)), ref, atol=1e-5)
+
+    base = TINY.replace(stable_layer_norm=stable, feat_norm="layer" if stable else "group", conv_bias=stable)
+    wav = _wave(2, 3200)
+    mask = np.arange(3200)[None] < np.array([[3200], [2500]])
+    outs = []
+    for mode in ("xla", "canonical"):
+        model = FrameEncoder(base.replace(matmuls=mode))
+        params = jax.jit(model.init)(jax.random.PRNGKey(0), wav, mask)["params"]
+
+        def loss(p):
+            last, aux = model.apply({"params": p}, wav, mask)
+            return jnp.sum(last ** 2) + sum(jnp.sum(h[:, ::3]) for h in aux["hidden_states"])
+
+        outs.append((params, *jax.jit(jax.value_and_grad(loss))(params)))
+    (p_x, l_x, g_x), (p_c, l_c, g_c) = outs
+    assert jax.tree.structure(p_x) == jax.tree.structure(p_c)
+    jax.tree.map(np.testing.assert_array_equal, p_x, p_c)  # same init
+    np.testing.assert_allclose(l_c, l_x, rtol=1e-5)
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_x))  # some are 0 up to rounding (bias → LN)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * scale), g_c, g_x)

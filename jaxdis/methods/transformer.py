@@ -31,7 +31,7 @@ import optax
 from jaxdis import kmeans
 from jaxdis.masking import span_mask
 from jaxdis.methods.base import Method
-from jaxdis.models.transformer import FrameEncoder, FrameEncoderConfig, frame_mask, is_frozen_path
+from jaxdis.models.transformer import FrameEncoder, FrameEncoderConfig, dense, frame_mask, is_frozen_path
 
 log = logging.getLogger("jaxdis.transformer")
 
@@ -50,7 +50,7 @@ class MaskedPredictor(nn.Module):
     @nn.compact
     def __call__(self, x, mask, span, train: bool):
         last, aux = FrameEncoder(self.cfg, name="encoder")(x, mask, span_mask=span, train=train)
-        logits = nn.Dense(self.num_clusters, dtype=jnp.dtype(self.cfg.dtype), name="head")(last)
+        logits = dense(self.cfg, self.num_clusters, "head")(last)
         return logits.astype(jnp.float32), last, aux                        # (B, T, K), (B, T, D)
 
 

@@ -90,6 +90,9 @@ class FrameEncoderConfig:
     dtype: str = "float32"               # compute dtype: "float32" | "bfloat16"
     param_dtype: str = "float32"
     attention: str = "auto"              # "auto" (cuDNN when it applies) | "xla" | "cudnn"
+    # Matmul form: "auto" (canonical on the CPU backend) | "canonical" | "xla". Canonical: every
+    # dense/conv matmul and its backward as row-major (M, K) @ (K, N) dots (see canonical_matmul).
+    matmuls: str = "auto"
 
     @classmethod
     def from_name(cls, name: str, **overrides) -> FrameEncoderConfig:
@@ -132,9 +135,87 @@ class FrameEncoderConfig:
     def replace(self, **changes) -> FrameEncoderConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def canonical(self) -> bool:
+        """Whether matmuls take the canonical form (``matmuls``; "auto": on the CPU backend, in fp32)."""
+        if self.matmuls == "auto":
+            return jax.default_backend() == "cpu" and self.dtype == "float32"
+        return self.matmuls == "canonical"
+
 
 def _dt(name: str) -> Dtype:
     return jnp.dtype(name)
+
+
+# --------------------------------------------------------------------------- CPU matmuls
+# XLA's CPU backend sends only "canonical" dots, row-major (M, K) @ (K, N), to its fast GEMM
+# library; the transposed dots of a backward pass and convolutions run on slower generic
+# kernels. canonical_matmul materialises the transposes its backward needs, and the strided
+# convolutions of the waveform extractor become one im2col matmul each. Same parameters,
+# same sums (up to float32 reordering).
+
+def _t(a: Array) -> Array:
+    """aᵀ stored row-major: the barrier keeps XLA from folding it back into the dot."""
+    return jax.lax.optimization_barrier(a.T)
+
+
+@jax.custom_vjp
+def canonical_matmul(x: Array, w: Array) -> Array:
+    """x (M, K) @ w (K, N) whose backward dots, g wᵀ and xᵀ g, are canonical too."""
+    return jnp.dot(x, w)
+
+
+def _cmm_fwd(x, w):
+    return jnp.dot(x, w), (x, w)
+
+
+def _cmm_bwd(res, g):
+    x, w = res
+    return jnp.dot(g, _t(w)).astype(x.dtype), jnp.dot(_t(x), g).astype(w.dtype)
+
+
+canonical_matmul.defvjp(_cmm_fwd, _cmm_bwd)
+
+
+def canonical_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """``lax.dot_general`` for nn.Dense (x (..., K) · W (K, N)) through canonical_matmul."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    if (tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,) and not lb and not rb and rhs.ndim == 2
+            and preferred_element_type is None):
+        out = canonical_matmul(lhs.reshape(-1, lhs.shape[-1]), rhs)            # (M, N)
+        return out.reshape(lhs.shape[:-1] + rhs.shape[1:])
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
+
+
+def dense(cfg: FrameEncoderConfig, features: int, name: str) -> nn.Dense:
+    """nn.Dense in the compute/parameter dtypes of `cfg`, canonical matmuls where `cfg.canonical`."""
+    kw = {"dot_general": canonical_dot_general} if cfg.canonical else {}
+    return nn.Dense(features, dtype=_dt(cfg.dtype), param_dtype=_dt(cfg.param_dtype), name=name, **kw)
+
+
+def im2col(x: Array, kernel: int, stride: int) -> Array:
+    """(B, S, C) → (B, T, K·C) VALID conv windows, T = (S − K) // stride + 1, taps outer.
+
+    Built from a stride-sized reshape (no gathers): window t starts at block t of
+    (S // stride, stride · C) rows, and spans ⌈K / stride⌉ consecutive blocks."""
+    b, s, c = x.shape
+    t = (s - kernel) // stride + 1
+    blocks = -(-kernel // stride)
+    need = (t + blocks - 1) * stride
+    x = jnp.pad(x, ((0, 0), (0, max(need - s, 0)), (0, 0)))[:, :need].reshape(b, t + blocks - 1, stride * c)
+    parts = [x[:, i:i + t, :min(stride, kernel - i * stride) * c] for i in range(blocks)]
+    return parts[0] if blocks == 1 else jnp.concatenate(parts, -1)              # (B, T, K·C)
+
+
+def strided_conv(x: Array, w: Array, stride: int, canonical: bool) -> Array:
+    """VALID 1-D convolution x (B, S, C) * w (K, C, O) → (B, T, O): XLA's convolution, or
+    (canonical) one im2col matmul."""
+    if not canonical:
+        return jax.lax.conv_general_dilated(x, w, (stride,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))
+    k, c, o = w.shape
+    cols = im2col(x, k, stride)                                               # (B, T, K·C)
+    b, t, _ = cols.shape
+    return canonical_matmul(cols.reshape(b * t, k * c), w.reshape(k * c, o)).reshape(b, t, o)
 
 
 def frame_mask(cfg: FrameEncoderConfig, input_mask: Array | None, batch: int, frames: int) -> Array:
@@ -157,18 +238,40 @@ class ConvLayer(nn.Module):
     use_bias: bool
     dtype: Dtype
     param_dtype: Dtype
+    canonical: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:                                  # (B, S, C_in)
-        x = nn.Conv(self.features, (self.kernel,), (self.stride,), padding="VALID", use_bias=self.use_bias,
-                    dtype=self.dtype, param_dtype=self.param_dtype,
-                    kernel_init=nn.initializers.he_normal(), name="conv")(x)  # (B, S', C)
+        x = Conv1d(self.features, self.kernel, self.stride, self.use_bias, self.dtype, self.param_dtype,
+                   self.canonical, name="conv")(x)                            # (B, S', C)
         if self.norm == "group":  # one group per channel: each channel normalised over time
             x = nn.GroupNorm(num_groups=self.features, epsilon=1e-5, dtype=self.dtype,
                              param_dtype=self.param_dtype, name="layer_norm")(x)
         elif self.norm == "layer":
             x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, param_dtype=self.param_dtype, name="layer_norm")(x)
         return nn.gelu(x, approximate=False)
+
+
+class Conv1d(nn.Module):
+    """Strided VALID conv with nn.Conv's parameters (``kernel`` (K, C_in, C_out), ``bias``)."""
+
+    features: int
+    kernel: int
+    stride: int
+    use_bias: bool
+    dtype: Dtype
+    param_dtype: Dtype
+    canonical: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:                                  # (B, S, C_in)
+        w = self.param("kernel", nn.initializers.he_normal(), (self.kernel, x.shape[-1], self.features),
+                       self.param_dtype)
+        x = x.astype(self.dtype)
+        y = strided_conv(x, w.astype(self.dtype), self.stride, self.canonical)  # (B, S', C_out)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype).astype(self.dtype)
+        return y
 
 
 class FeatureExtractor(nn.Module):
@@ -182,7 +285,8 @@ class FeatureExtractor(nn.Module):
         x = wav.astype(_dt(c.dtype))[..., None]                               # (B, S, 1)
         for i, (dim, k, s) in enumerate(zip(c.conv_dim, c.conv_kernel, c.conv_stride)):
             norm = "layer" if c.feat_norm == "layer" else ("group" if i == 0 else "none")
-            x = ConvLayer(dim, k, s, norm, c.conv_bias, _dt(c.dtype), _dt(c.param_dtype), name=f"conv_layers_{i}")(x)
+            x = ConvLayer(dim, k, s, norm, c.conv_bias, _dt(c.dtype), _dt(c.param_dtype), c.canonical,
+                          name=f"conv_layers_{i}")(x)
         return x                                                              # (B, T, C)
 
 
@@ -195,7 +299,7 @@ class FeatureProjection(nn.Module):
         if c.feat_proj_norm:
             x = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype),
                              name="layer_norm")(x)
-        x = nn.Dense(c.hidden, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name="projection")(x)
+        x = dense(c, c.hidden, "projection")(x)
         return nn.Dropout(c.feat_dropout, deterministic=not train)(x)        # (B, T, D)
 
 
@@ -252,10 +356,10 @@ class Attention(nn.Module):
     def __call__(self, x: Array, mask: Array, position_bias: Array | None) -> tuple[Array, Array | None]:
         c = self.cfg
         b, t, _ = x.shape
-        dense = lambda name: nn.Dense(c.hidden, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name=name)
-        q = dense("q_proj")(x).reshape(b, t, c.heads, c.head_dim)            # (B, T, N, H)
-        k = dense("k_proj")(x).reshape(b, t, c.heads, c.head_dim)
-        v = dense("v_proj")(x).reshape(b, t, c.heads, c.head_dim)
+        proj = lambda name: dense(c, c.hidden, name)
+        q = proj("q_proj")(x).reshape(b, t, c.heads, c.head_dim)            # (B, T, N, H)
+        k = proj("k_proj")(x).reshape(b, t, c.heads, c.head_dim)
+        v = proj("v_proj")(x).reshape(b, t, c.heads, c.head_dim)
         bias = None
         if c.rel_pos_bias:
             if position_bias is None:
@@ -266,15 +370,15 @@ class Attention(nn.Module):
                 buckets = relative_position_buckets(t, c.num_buckets, c.max_distance)
                 position_bias = jnp.transpose(table[buckets], (2, 0, 1)).astype(jnp.float32)  # (N, T, T)
             # Gate from the layer input, per head: sigmoid of two sums of 4 projections.
-            proj = nn.Dense(8, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name="gru_rel_pos_linear")(
+            gp = nn.Dense(8, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name="gru_rel_pos_linear")(
                 x.reshape(b, t, c.heads, c.head_dim))                         # (B, T, N, 8)
-            gate_a, gate_b = jnp.split(jax.nn.sigmoid(proj.reshape(b, t, c.heads, 2, 4).sum(-1).astype(jnp.float32)),
+            gate_a, gate_b = jnp.split(jax.nn.sigmoid(gp.reshape(b, t, c.heads, 2, 4).sum(-1).astype(jnp.float32)),
                                        2, axis=-1)                            # (B, T, N, 1) each
             const = self.param("gru_rel_pos_const", nn.initializers.ones, (c.heads,), _dt(c.param_dtype))
             gate = gate_a[..., 0] * (gate_b[..., 0] * const.astype(jnp.float32) - 1.0) + 2.0  # (B, T, N)
             bias = (jnp.transpose(gate, (0, 2, 1))[..., None] * position_bias[None]).astype(q.dtype)  # (B, N, T, T)
         out = attend(q, k, v, bias, mask, c.attention)                        # (B, T, N, H)
-        out = dense("out_proj")(out.reshape(b, t, c.hidden))
+        out = proj("out_proj")(out.reshape(b, t, c.hidden))
         return out, position_bias
 
 
@@ -303,9 +407,9 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c = self.cfg
-        h = nn.Dense(c.mlp, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name="intermediate_dense")(x)
+        h = dense(c, c.mlp, "intermediate_dense")(x)
         h = nn.Dropout(c.activation_dropout, deterministic=not train)(nn.gelu(h, approximate=False))
-        h = nn.Dense(c.hidden, dtype=_dt(c.dtype), param_dtype=_dt(c.param_dtype), name="output_dense")(h)
+        h = dense(c, c.hidden, "output_dense")(h)
         return nn.Dropout(c.dropout, deterministic=not train)(h)
 
 
