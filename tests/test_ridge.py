@@ -61,6 +61,28 @@ def test_gcv_matches_ridgecv(n, d):
     assert rel(m.coef, ref.coef_.T) < 1e-4 and rel(m.intercept, ref.intercept_) < 1e-4
 
 
+@pytest.mark.parametrize("n,d,k,per_target", [(24, 40, 30, False), (24, 40, 30, True), (90, 12, 3, True)],
+                         ids=["dual-wide-y", "dual-per-target", "primal-per-target"])
+def test_gcv_wide_targets_and_alpha_per_target(n, d, k, per_target):
+    """k > n takes the n × n form of the dual LOO error; alpha_per_target the per-target one."""
+    X, Y = data(n, d, k, seed=3)
+    alphas = np.logspace(-1, 3, 7)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=per_target).fit(X, Y)
+    m = ridge.fit_cv(X, Y, alphas, alpha_per_target=per_target)
+    assert np.all(np.asarray(m.alpha) == ref.alpha_)
+    assert rel(m.coef, ref.coef_.T) < 1e-4 and rel(m.intercept, ref.intercept_) < 1e-4
+
+
+def test_host_layouts_and_dtypes():
+    """Fortran-ordered, strided and float64 host arrays give the same fit (aligned NumPy copy)."""
+    X, Y = data(64, 12, 3)
+    ref = ridge.fit(X, Y, 1.0)
+    for Xh, Yh in [(np.asfortranarray(X), Y), (X.astype(np.float64), Y.astype(np.float64)),
+                   (np.repeat(X, 2, axis=1)[:, ::2], Y)]:
+        m = ridge.fit(Xh, Yh, 1.0)
+        assert rel(m.coef, ref.coef) < 1e-5 and rel(m.intercept, ref.intercept) < 1e-5
+
+
 @pytest.mark.parametrize("n,d", [(101, 15), (30, 50)], ids=["primal", "dual"])
 def test_kfold_matches_ridgecv(n, d):
     X, Y = data(n, d, 3, seed=2)
