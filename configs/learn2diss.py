@@ -91,11 +91,11 @@ def get_config(arg: str | None = None):
         c.data.crop_seconds = 0.8
         c.model.trainable_layers = 2
         c.model.frame.update(size="tiny", hidden=32, heads=4, mlp=64)
-        c.model.utt = ConfigDict(_ecapa("tiny"))
+        c.model.utt = ConfigDict(_ecapa("tiny", channels=(32, 32, 96), kernel_sizes=(5, 3, 1), dilations=(1, 2, 1)))
         c.model.q.hidden = 32
         c.frame_objective.update(num_clusters=8, kmeans_frames=2000, kmeans_steps=20, pc_frames=64)
         c.optim.frame.warmup_steps = 1
-        c.train.update(steps=4, batch_size=4, log_every=2, ckpt_every=4, progress=False)
+        c.train.update(steps=4, batch_size=4, log_every=2, ckpt_every=2, progress=False)
     elif arg == "paper":
         # L2D-H12: HuBERT Base (N = 0, M = 12) from the waveform, h with d^l = 1024 and d^L = 256,
         # q_φ 256 → 2048 → 768; the paper's three optimizers (frame 1e-6 → 1e-4 over 10 %, utt 1e-3, q 1e-6).

@@ -9,6 +9,11 @@ import jax
 import numpy as np
 
 
+if os.environ.get("JAXDIS_COMPILATION_CACHE"):  # the tests' persistent cache, as conftest sets it in-process
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAXDIS_COMPILATION_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def one_step(num_devices: int) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
     from configs.learn2diss import get_config
