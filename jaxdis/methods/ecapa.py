@@ -20,6 +20,7 @@ normalisation does; this also removes the per-utterance gain, a shortcut for Inf
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import jax
@@ -69,6 +70,20 @@ def length_buckets(lengths: np.ndarray, frames_per_batch: int = 16384, min_len: 
         rows = max(1, frames_per_batch // int(plen))
         out += [(int(plen), idx[s:s + rows]) for s in range(0, len(idx), rows)]
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def embed_fn(cfg: EcapaConfig):
+    """Jitted (variables, x, mask) → eval-mode embeddings, one per model config, so a
+    teacher, a student and eval.py with the same model share their traces."""
+    model = Ecapa(cfg)
+
+    @jax.jit
+    def fn(variables, x, mask):
+        emb, _ = model.apply(variables, mean_normalize(x, mask), mask)
+        return emb
+
+    return fn
 
 
 class EcapaMethod(Method):
@@ -210,24 +225,12 @@ class EcapaMethod(Method):
         return loss, (metrics, new_state)
 
     # ---- embeddings --------------------------------------------------------------------
-    def _embed_fn(self):
-        if "embed_fn" not in self._cache:
-            model = self.model
-
-            @jax.jit
-            def fn(variables, x, mask):
-                emb, _ = model.apply(variables, mean_normalize(x, mask), mask)
-                return emb
-
-            self._cache["embed_fn"] = fn
-        return self._cache["embed_fn"]
-
     def embed_features(self, params, model_state, feats: list[np.ndarray], frames_per_batch: int = 16384,
                        ) -> dict[str, np.ndarray]:
         """Whole-utterance embeddings (eval mode) in length buckets: {"speaker": (N, E),
         "fbank_stats": (N, 160) mean and std of the log filterbank, a no-training baseline}."""
         variables = {"params": params["encoder"], **model_state}
-        fn = self._embed_fn()
+        fn = embed_fn(self.cfg)
         lengths = np.array([len(f) for f in feats])
         out = np.zeros((len(feats), self.cfg.embed_dim), np.float32)
         for plen, idx in length_buckets(lengths, frames_per_batch):
