@@ -76,6 +76,7 @@ def test_table_command_writes_all_keys(tiny_run, tmp_path):
             for probe in ("sid", "content"):
                 assert 0 <= metrics[f"{run}.{enc}.{probe}"] <= 1
     assert metrics["mi_off.utt.sid"] == metrics["mi_on.utt.sid"]                     # same run, same numbers
+    assert np.isfinite(metrics["mi_on.train.club"]) and metrics["mi_on.mi_weight"] == 1e-3
     with open(os.path.join(out, "metrics.json")) as f:
         assert set(json.load(f)) == set(metrics)
     assert "speaker ID acc" in open(os.path.join(out, "table.md")).read()

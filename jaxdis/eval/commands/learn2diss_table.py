@@ -16,7 +16,9 @@ or pooled (utterance encoder) representations, standardised logistic regressions
 metrics.json: ``<run>.frame.sid``, ``<run>.utt.sid``, ``<run>.frame.content``,
 ``<run>.utt.content`` (frame = Σ_l y^l, utt = z^L), the same for ``frame_last`` (y^M)
 and ``utt_frames`` (z̄), ``input.*`` for the log-mel's mean and std (no model), and
-``chance.sid`` / ``chance.content``. table.md holds the same numbers.
+``chance.sid`` / ``chance.content``, and ``<run>.train.<term>``: the mean of the last
+quarter of the logged training values of the CLUB estimate, q's log-likelihood and each
+loss term. table.md holds the same numbers.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ def probe_metrics(x: np.ndarray, speakers: np.ndarray, content: np.ndarray | Non
     return out
 
 
+TRAIN_TERMS = ("club", "q_loglik", "L_frame", "L_utt", "L_MI", "frame_acc", "nce_acc")
+
+
+def train_summary(workdir: str) -> dict[str, float]:
+    """Mean of each logged term over the last quarter of a run's logged steps."""
+    from jaxdis.train.logging import read_jsonl
+
+    rows = [r for r in read_jsonl(workdir) if "train/loss" in r]
+    tail = rows[len(rows) - max(1, len(rows) // 4):]
+    return {k: float(np.mean([r[f"train/{k}"] for r in tail if r.get(f"train/{k}") is not None]))
+            for k in TRAIN_TERMS if tail and any(r.get(f"train/{k}") is not None for r in tail)}
+
+
 def run(args) -> dict:
     from jaxdis.train import restore
     from jaxdis.train.checkpoint import load_config
@@ -95,13 +110,16 @@ def run(args) -> dict:
     rows = []
     baseline_done = False
     for name, workdir in zip(names, args.workdirs):
-        _, method, params, state = restore(workdir)
+        config, method, params, state = restore(workdir)
+        summary = train_summary(workdir)
+        metrics.update({f"{name}.train.{k}": v for k, v in summary.items()})
+        metrics[f"{name}.mi_weight"] = float(config.mi_weight)
         kept, emb = method.embed(params, state, corpus)
         spk = kept.table["speaker"].astype(str).to_numpy()
         content = kept.table[col].astype(str).to_numpy() if col else None
         if not baseline_done:
             _, feats = method.frame_method._features(corpus)
-            emb = {**emb, "input": np.stack([np.concatenate([f.mean(0), f.std(0)]) for f in feats])}
+            emb = {"input": np.stack([np.concatenate([f.mean(0), f.std(0)]) for f in feats]), **emb}
             metrics["chance.sid"] = 1.0 / len(set(spk))
             if content is not None:
                 metrics["chance.content"] = 1.0 / len(set(content))
@@ -110,8 +128,10 @@ def run(args) -> dict:
             run_name = "input" if enc == "input" else f"{name}.{enc}"
             metrics.update({f"{run_name}.{k}": v for k, v in res.items()})
             if enc in ("frame", "utt") or enc == "input":
-                rows.append({"run": "—" if enc == "input" else name, "encoder": enc, "speaker ID acc": res["sid"],
-                             "content acc": res.get("content", float("nan"))})
+                rows.append({"run": "—" if enc == "input" else name,
+                             "λ": "—" if enc == "input" else f"{config.mi_weight:g}", "encoder": enc,
+                             "speaker ID acc": res["sid"], "content acc": res.get("content", float("nan")),
+                             "train CLUB (nats/frame)": "" if enc == "input" else f"{summary.get('club', float('nan')):.2f}"})
             print(f"{run_name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()), flush=True)
         baseline_done = True
     md = (f"{corpus.table['speaker'].nunique()} held-out speakers, {len(corpus)} utterances; chance: speaker "
