@@ -3,9 +3,11 @@
 The work: a 1536 → 768 multi-output ridge with an intercept (sklearn ``Ridge(alpha=1)``,
 Cholesky of XᵀX), float32 NumPy inputs on both sides, at n = 468, 20 000 and 100 000, and
 10-alpha leave-one-out CV (``RidgeCV(alphas)``, its GCV mode, vs ``ridge.fit_cv``). Each
-case is warmed up once (jit compilation excluded), then the two sides are timed in
+case is warmed up once (jit compilation excluded), then the sides are timed in
 alternation, ``--repeats`` times each, and the medians compared; jaxdis's time includes the
-host → device transfer and waits for the result. The coefficients of both are compared.
+host → device transfer and waits for the result. The coefficients of both are compared. On
+CPU the default sums the Gram with the host BLAS (``gram="auto"``); the pure-XLA Gram
+(``gram="xla"``, what accelerators run) is timed beside it.
 Goals (issue 4): ≥ 1.0× at every n on CPU, ≥ 3× for the CV.
 
     python benchmarks/ridge.py                         # the full table (~2 min on 2 free cores)
@@ -72,8 +74,18 @@ def bench_fit(n: int, d: int, k: int, repeats: int, alpha: float) -> dict:
     def jx():
         out["jx"] = jax.block_until_ready(ridge.fit(X, Y, alpha))
 
-    t = alternate({"sklearn": sk, "jaxdis": jx}, repeats)
-    return {"case": "fit", "n": n, "sklearn_s": statistics.median(t["sklearn"]),
+    def jx_xla():
+        out["jx_xla"] = jax.block_until_ready(ridge.fit(X, Y, alpha, gram="xla"))
+
+    fns = {"sklearn": sk, "jaxdis": jx}
+    if n >= d and jax.default_backend() == "cpu":    # the default sums the Gram with the host BLAS there
+        fns["jaxdis_xla"] = jx_xla
+    t = alternate(fns, repeats)
+    xla = {}
+    if "jaxdis_xla" in t:
+        xla = {"jaxdis_xla_s": statistics.median(t["jaxdis_xla"]),
+               "xla_coef_rel_diff": rel(out["jx_xla"].coef, out["sk"].coef_.T)}
+    return {"case": "fit", "n": n, "sklearn_s": statistics.median(t["sklearn"]), **xla,
             "jaxdis_s": statistics.median(t["jaxdis"]), "times": t, "goal": 1.0,
             "coef_rel_diff": rel(out["jx"].coef, out["sk"].coef_.T),
             "intercept_rel_diff": rel(out["jx"].intercept, out["sk"].intercept_), "solver":
@@ -100,15 +112,16 @@ def bench_cv(n: int, d: int, k: int, repeats: int, n_alphas: int) -> dict:
 
 
 def phases(n: int, d: int, k: int, repeats: int) -> dict:
-    """Where a primal fit's time goes: transfer, Gram (moments), solve, in-sample residuals;
-    beside NumPy's BLAS for the same products (XᵀX is a syrk there, as in sklearn)."""
+    """Where a primal fit's time goes: transfer, moments (Gram and XᵀY, by the host BLAS or by
+    XLA), solve, in-sample residuals; beside NumPy's bare products (XᵀX is a syrk, as in sklearn)."""
     X, Y = make_data(n, d, k)
     Xd, Yd = ridge.to_device(X), ridge.to_device(Y)
     m = ridge.moments(Xd, Yd)
     model = ridge.fit_moments(m, 1.0)
     fns = {
         "to_device X, Y": lambda: jax.block_until_ready((ridge.to_device(X), ridge.to_device(Y))),
-        "moments (Gram, XᵀY)": lambda: jax.block_until_ready(ridge.moments(Xd, Yd)),
+        "moments, host BLAS (default on CPU)": lambda: jax.block_until_ready(ridge.moments(X, Y, gram="host")),
+        "moments, XLA": lambda: jax.block_until_ready(ridge.moments(Xd, Yd, gram="xla")),
         "solve (Cholesky)": lambda: jax.block_until_ready(ridge.fit_moments(m, 1.0)),
         "residualize": lambda: jax.block_until_ready(model.residualize(Xd, Yd)),
         "numpy XᵀX (syrk)": lambda: X.T @ X,
@@ -129,7 +142,18 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="n = 468, 4000; CV at 468; 2 repeats")
     p.add_argument("--phases", action="store_true", help="also time the phases of a primal fit at the largest n")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="limit the host BLAS (both sides) to this many threads: a per-core comparison that a "
+                        "machine oversubscribed by other jobs does not distort")
     args = p.parse_args(argv)
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(args.blas_threads, user_api="blas"):
+            return run(args)
+    return run(args)
+
+
+def run(args) -> None:
     if args.quick:
         args.sizes, args.cv_sizes, args.repeats = "468,4000", "468", 2
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -137,7 +161,8 @@ def main(argv=None) -> None:
 
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; float32, {args.d} → {args.k}, "
-          f"median of {args.repeats}, warm-up excluded", flush=True)
+          f"median of {args.repeats}, warm-up excluded"
+          + (f"; host BLAS limited to {args.blas_threads} thread(s)" if args.blas_threads else ""), flush=True)
     rows = []
     for n in sizes:
         rows.append(bench_fit(n, args.d, args.k, args.repeats, 1.0))
@@ -148,15 +173,18 @@ def main(argv=None) -> None:
         r = rows[-1]
         print(f"  cv n={n}: sklearn {r['sklearn_s']:.3f} s, jaxdis {r['jaxdis_s']:.3f} s", flush=True)
 
-    print(f"\n| {args.d} → {args.k} | n | sklearn (s) | jaxdis (s) | sklearn / jaxdis | goal | met | coef rel. diff |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| {args.d} → {args.k} | n | sklearn (s) | jaxdis (s) | sklearn / jaxdis | goal | met | coef rel. diff "
+          f"| gram=\"xla\" (s) | sklearn / xla |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         r["ratio"] = r["sklearn_s"] / r["jaxdis_s"]
         r["met"] = r["ratio"] >= r["goal"]
         what = (f"`Ridge(alpha=1)` vs `ridge.fit` ({r['solver']})" if r["case"] == "fit"
                 else f"`RidgeCV` GCV vs `ridge.fit_cv`, {args.alphas} alphas")
         print(f"| {what} | {r['n']} | {r['sklearn_s']:.3f} | {r['jaxdis_s']:.3f} | **{r['ratio']:.2f}×** | "
-              f"≥ {r['goal']:.0f}× | {'yes' if r['met'] else 'no'} | {r['coef_rel_diff']:.1e} |")
+              f"≥ {r['goal']:.0f}× | {'yes' if r['met'] else 'no'} | {r['coef_rel_diff']:.1e} | "
+              + (f"{r['jaxdis_xla_s']:.3f} | {r['sklearn_s'] / r['jaxdis_xla_s']:.2f}× |" if "jaxdis_xla_s" in r
+                 else "– | – |"))
     cv_alpha = [r["alpha"] for r in rows if "alpha" in r]
     if cv_alpha:
         print(f"CV alphas chosen (jaxdis, sklearn): {cv_alpha}")

@@ -40,6 +40,7 @@ from jax.scipy.linalg import cho_factor, cho_solve
 COL_BLOCK = 512          # target width of the Gram's column blocks (upper triangle only)
 BLOCK_ROWS = 4096        # default row block of the Gram when n > 2 * BLOCK_ROWS
 SHIFT_ROWS = 1024        # rows whose mean shifts the data before the float32 sums
+HOST_BLOCK_ROWS = 16384  # row block of the host-BLAS Gram (gram="host")
 
 
 class Moments(NamedTuple):
@@ -146,6 +147,22 @@ def _check_moments_finite(m, x, y) -> None:
     _check_finite(x, "X")
     _check_finite(y, "Y")
     raise ValueError("ridge moments overflowed (finite inputs too large for float32?); try dtype='float64'")
+
+
+def _one_blas_thread():
+    """Context for the LAPACK steps (Cholesky, eigh) on CPU: one BLAS thread.
+
+    jax's CPU LAPACK calls run in the host BLAS library (OpenBLAS here), whose threaded
+    Cholesky syncs at every panel and collapses when cores are oversubscribed: the d = 1536 solve
+    took 0.3-2.5 s with 2 threads on the shared 2-core machine and a steady 0.16-0.18 s with one.
+    Results must be waited for inside the context (JAX dispatches asynchronously)."""
+    if jax.default_backend() != "cpu":
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def _alpha(alpha, k: int, dtype) -> jax.Array:
@@ -278,17 +295,64 @@ def _mesh_moments(x, y, mesh, axis: str, edges, block_rows, dt) -> Moments:
     return jax.jit(per_shard)(x, y, mask)
 
 
+def _host_gram(gram: str, mesh) -> bool:
+    if gram not in ("auto", "host", "xla"):
+        raise ValueError(f"gram must be 'auto', 'host' or 'xla', got {gram!r}")
+    if gram == "host" and mesh is not None:
+        raise ValueError("gram='host' sums on this host; a mesh needs gram='xla' (or 'auto')")
+    return gram == "host" or (gram == "auto" and mesh is None and jax.default_backend() == "cpu")
+
+
+def _host_moments(x, y, block_rows: int | None, centre: bool, dtype: str) -> Moments:
+    """The same centred moments, summed by the host's BLAS in row blocks (the CPU default).
+
+    On CPU, XLA's GEMM ran at ~0.8× OpenBLAS's speed per core on this project's machine, and
+    XLA has no symmetric rank-k update; NumPy's ``zᵀz`` is a BLAS ``syrk`` (half the Gram's
+    FLOPs, as in sklearn). Rows are shifted by the first rows' mean block by block, in a reused
+    buffer (no centred copy of X), and the centring is then made exact as in ``_centre``."""
+    npdt = np.dtype(dtype)
+    x, y = np.asarray(x), np.asarray(y)        # a CPU jax.Array is viewed, not copied
+    n, d = x.shape
+    k = y.shape[1]
+    rows = min(n, block_rows or HOST_BLOCK_ROWS)
+    shift_x = x[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt) if centre else np.zeros(d, npdt)
+    shift_y = y[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt) if centre else np.zeros(k, npdt)
+    zbuf, wbuf = np.empty((rows, d), npdt), np.empty((rows, k), npdt)
+    zz, zw = np.zeros((d, d), npdt), np.zeros((d, k), npdt)
+    sz, sw, ww = np.zeros(d), np.zeros(k), np.zeros(k)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        z = np.subtract(x[s:e], shift_x, out=zbuf[:e - s], casting="unsafe")
+        w = np.subtract(y[s:e], shift_y, out=wbuf[:e - s], casting="unsafe")
+        zz += z.T @ z                                                          # syrk
+        zw += z.T @ w
+        sz += z.sum(0, dtype=np.float64)
+        sw += w.sum(0, dtype=np.float64)
+        ww += np.einsum("ij,ij->j", w, w, dtype=np.float64)
+    dt = _jdtype(dtype)
+    sums = [jnp.asarray(a, dt) for a in (sz, sw, ww, zz, zw)]
+    shift_x, shift_y = jnp.asarray(shift_x, dt), jnp.asarray(shift_y, dt)
+    if not centre:
+        return Moments(jnp.asarray(n, dt), shift_x, sums[3], shift_y, sums[4], sums[2])
+    return _centre(jnp.asarray(n, dt), shift_x, shift_y, *sums)
+
+
 def moments(x, y, *, block_rows: int | None = None, col_blocks: int | None = None, mesh=None,
-            axis: str = "data", dtype: str = "float32", centre: bool = True) -> Moments:
+            axis: str = "data", dtype: str = "float32", centre: bool = True, gram: str = "auto") -> Moments:
     """Centred moments of (x (n, d), y (n, k)) on device, `block_rows` rows at a time.
 
     With `mesh`, rows are sharded over `axis` and the per-device sums psum-ed (block_rows
-    then applies within each shard)."""
+    then applies within each shard). gram: "xla" sums on the device (upper block triangle,
+    ``col_blocks``); "host" with the host's BLAS (``_host_moments``); "auto" = "host" on the
+    CPU backend without a mesh, else "xla"."""
     y = _as_2d(y)
     n, d, k = _check_xy(x, y)
     edges = block_edges(d, col_blocks)
+    host = _host_gram(gram, mesh)
     with _x64(dtype):
         dt = _jdtype(dtype)
+        if host:
+            return _out(_host_moments(x, y, block_rows, centre, dtype), dtype)
         if mesh is not None:
             if not centre:
                 raise ValueError("moments on a mesh are centred (fit_intercept=True)")
@@ -353,14 +417,15 @@ def fit_moments(m: Moments, alpha=1.0, *, fit_intercept: bool = True, dtype: str
     with _x64(dtype):
         m = jax.tree.map(lambda a: jnp.asarray(a, _jdtype(dtype)), m)
         a = _alpha(alpha, m.xy.shape[1], m.xx.dtype)
-        coef = _solve_primal(m.xx, m.xy, a)
+        with _one_blas_thread():
+            coef = jax.block_until_ready(_solve_primal(m.xx, m.xy, a))
         return _out(_model(coef, m.mean_x, m.mean_y, alpha, fit_intercept, vector_y), dtype)
 
 
 def fit(x, y, alpha=1.0, *, fit_intercept: bool = True, solver: str = "auto", block_rows: int | None = None,
-        col_blocks: int | None = None, mesh=None, dtype: str = "float32") -> RidgeModel:
+        col_blocks: int | None = None, mesh=None, dtype: str = "float32", gram: str = "auto") -> RidgeModel:
     """sklearn ``Ridge(alpha, fit_intercept).fit(x, y)``: primal if n >= d (or solver="primal",
-    or on a mesh), else dual. alpha: a number, or one per target."""
+    or on a mesh), else dual. alpha: a number, or one per target. gram: see ``moments``."""
     n, d, k = _check_xy(x, y)
     vector_y = np.ndim(y) == 1
     y = _as_2d(y)
@@ -371,17 +436,21 @@ def fit(x, y, alpha=1.0, *, fit_intercept: bool = True, solver: str = "auto", bl
     with _x64(dtype):
         dt = _jdtype(dtype)
         a = _alpha(alpha, k, dt)  # validate before the heavy work
-        x, y = to_device(x, dt), to_device(y, dt)
+        if solver == "primal" and _host_gram(gram, mesh) and not isinstance(x, jax.Array):
+            x, y = np.asarray(x), np.asarray(y)           # summed where they are: no transfer
+        else:
+            x, y = to_device(x, dt), to_device(y, dt)
         if solver == "primal":
             m = moments(x, y, block_rows=block_rows, col_blocks=col_blocks, mesh=mesh, dtype=dtype,
-                        centre=fit_intercept)
+                        centre=fit_intercept, gram=gram)
             _check_moments_finite(m, x, y)
             return fit_moments(m, alpha, fit_intercept=fit_intercept, dtype=dtype, vector_y=vector_y)
         _check_finite(x, "X")   # the dual path's n < d is small
         _check_finite(y, "Y")
         mean_x = x.mean(0) if fit_intercept else jnp.zeros(d, dt)
         mean_y = y.mean(0) if fit_intercept else jnp.zeros(k, dt)
-        coef = _solve_dual(x - mean_x, y - mean_y, a)
+        with _one_blas_thread():
+            coef = jax.block_until_ready(_solve_dual(x - mean_x, y - mean_y, a))
         return _out(_model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y), dtype)
 
 
@@ -423,7 +492,8 @@ def path(x, y, alphas: Sequence[float], *, fit_intercept: bool = True, dtype: st
     with _x64(dtype):
         dt = _jdtype(dtype)
         m = _moments_jit(jnp.asarray(x, dt), jnp.asarray(y, dt), block_edges(np.shape(x)[1]), None, fit_intercept)
-        lam, v, q = _eig(m.xx, m.xy)
+        with _one_blas_thread():
+            lam, v, q = jax.block_until_ready(_eig(m.xx, m.xy))
         a = jnp.asarray(alphas, dt)
         coef = jnp.einsum("de,ae,ek->adk", v, 1.0 / (lam[None, :] + a[:, None]), q)      # (A, d, k)
         intercept = m.mean_y[None] - jnp.einsum("d,adk->ak", m.mean_x, coef)
@@ -563,13 +633,15 @@ def fit_cv(x, y, alphas: Sequence[float] = (0.1, 1.0, 10.0), *, cv: int | None =
         mean_y = y.mean(0) if fit_intercept else jnp.zeros(k, dt)
         xc, yc = x - mean_x, y - mean_y
         if cv is not None:
-            scores = np.asarray(_kfold_r2(xc, yc, a, kfold_edges(n, int(cv)), fit_intercept), np.float64)
+            with _one_blas_thread():
+                scores = np.asarray(_kfold_r2(xc, yc, a, kfold_edges(n, int(cv)), fit_intercept), np.float64)
             alpha = float(alphas[np.argmax(scores, axis=0)])
             model = fit(x, y, alpha, fit_intercept=fit_intercept, dtype=dtype)
             return _out(model._replace(alphas=alphas, cv_scores=scores, vector_y=vector_y), dtype)
         # leave-one-out: the refit reuses the decomposition the scores came from
         loo = _loo_primal if n > d else _loo_dual
-        scores, eig = loo(xc, yc, a, alpha_per_target, fit_intercept)
+        with _one_blas_thread():
+            scores, eig = jax.block_until_ready(loo(xc, yc, a, alpha_per_target, fit_intercept))
         scores = np.asarray(scores, np.float64)
         best = np.argmin(scores, axis=0)                                       # first minimum
         alpha = alphas[best] if alpha_per_target else float(alphas[best])

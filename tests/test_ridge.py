@@ -21,12 +21,13 @@ def data(n, d, k, seed=0):
     return X, Y
 
 
-@pytest.mark.parametrize("n,d", [(120, 24), (30, 80)], ids=["primal", "dual"])
+@pytest.mark.parametrize("n,d,gram", [(120, 24, "host"), (120, 24, "xla"), (30, 80, "auto")],
+                         ids=["primal-host", "primal-xla", "dual"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 100.0])
-def test_ridge_matches_sklearn(n, d, alpha):
+def test_ridge_matches_sklearn(n, d, gram, alpha):
     X, Y = data(n, d, 5)
     ref = Ridge(alpha=alpha).fit(X.astype(np.float64), Y.astype(np.float64))
-    m = ridge.fit(X, Y, alpha)
+    m = ridge.fit(X, Y, alpha, gram=gram)
     assert m.coef.dtype == np.float32
     assert rel(m.coef, ref.coef_.T) < 1e-4 and rel(m.intercept, ref.intercept_) < 1e-4
     assert rel(m.predict(X), ref.predict(X)) < 1e-4
@@ -94,11 +95,12 @@ def test_kfold_matches_ridgecv(n, d):
     assert rel(m.coef, ref.coef_.T) < 1e-4
 
 
-def test_blockwise_equals_direct():
+@pytest.mark.parametrize("gram", ["xla", "host"])
+def test_blockwise_equals_direct(gram):
     X, Y = data(103, 17, 4)
-    direct = ridge.moments(X, Y, block_rows=103, col_blocks=1)
+    direct = ridge.moments(X, Y, block_rows=103, col_blocks=1, gram=gram)
     for block_rows, col_blocks in [(10, 3), (50, 5), (7, 17)]:
-        blocked = ridge.moments(X, Y, block_rows=block_rows, col_blocks=col_blocks)
+        blocked = ridge.moments(X, Y, block_rows=block_rows, col_blocks=col_blocks, gram=gram)
         for a, b in zip(blocked, direct):
             assert rel(a, b) < 1e-5
     Xc = X - X.mean(0)
