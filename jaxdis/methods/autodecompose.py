@@ -28,7 +28,8 @@ class AutodecomposeMethod(Method):
     def __init__(self, config):
         super().__init__(config)
         m = config.model
-        self.model = make_model(m.variant, size=m.size, **dict(m.get("sizes", {})))
+        self.model = make_model(m.variant, size=m.size, pool_speaker=bool(m.get("pool_speaker", False)),
+                                **dict(m.get("sizes", {})))
         self.crop = int(m.crop_frames)
 
     # ---- training -----------------------------------------------------------------

@@ -430,6 +430,7 @@ class AutodecomposeModel(nn.Module):
     lstm_impl: str = "scan"              # "scan" (custom backward) or "rnn" (flax.linen.RNN); same numbers
     canonical_dots: bool | None = None   # CPU-friendly matmul backward; None: when the backend is the CPU
     dtype: Any = jnp.float32             # computation dtype (bfloat16 on accelerators); params float32
+    pool_speaker: bool = False           # decoder gets the crop's mean speaker code at every frame
 
     def _encoder(self, name):
         return Encoder(self.encoder_variant, self.enc_dense, self.enc_conv, self.enc_conv_layers, self.enc_lstm,
@@ -449,8 +450,16 @@ class AutodecomposeModel(nn.Module):
     def __call__(self, x_voice_view, x_content_view, train: bool = False):
         s = self.speaker_encoder(x_voice_view, train)                          # (B, T, code)
         c = self.content_encoder(x_content_view, train)                        # (B, T, code)
-        recon = self.decoder(jnp.concatenate([s, c], axis=-1), train)          # (B, T, n_mels)
+        recon = self.decode(s, c, train)                                       # (B, T, n_mels)
         return recon, {"speaker": s, "content": c}
+
+    def decode(self, s, c, train: bool = False):
+        """Decoder on per-frame codes (B, T, code) × 2 → mel (B, T, n_mels). With
+        ``pool_speaker`` every frame gets the crop's mean speaker code: one voice vector per
+        crop, so the decoder cannot use per-frame detail left in the scrambled view."""
+        if self.pool_speaker:
+            s = jnp.broadcast_to(time_mean(s)[:, None, :], s.shape)
+        return self.decoder(jnp.concatenate([s, c], axis=-1), train)
 
     def encode_speaker(self, x, train: bool = False):
         """E_s: mel (B, T, n_mels) → per-frame speaker codes (B, T, code)."""
