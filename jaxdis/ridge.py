@@ -392,16 +392,21 @@ def _solve_primal(cxx, cxy, alpha):
     return v @ ((v.T @ cxy) / (lam[:, None] + alpha[None, :]))
 
 
-@jax.jit
-def _solve_dual(xc, yc, alpha):
-    """Xcᵀ (XcXcᵀ + alpha I)⁻¹ Yc: Cholesky of the n × n kernel; per-target alpha by one eigh."""
+@functools.partial(jax.jit, static_argnames=("intercept",))
+def _solve_dual(x, y, alpha, intercept):
+    """Xcᵀ (XcXcᵀ + alpha I)⁻¹ Yc: Cholesky of the n × n kernel; per-target alpha by one eigh.
+    One compiled call from the raw rows to (coef, mean_x, mean_y, all finite)."""
+    mean_x = x.mean(0) if intercept else jnp.zeros(x.shape[1], x.dtype)
+    mean_y = y.mean(0) if intercept else jnp.zeros(y.shape[1], y.dtype)
+    xc, yc = x - mean_x, y - mean_y
     kern = xc @ xc.T                                                           # (n, n)
     if alpha.ndim == 0:
         dual = cho_solve(cho_factor(kern + alpha * jnp.eye(kern.shape[0], dtype=xc.dtype)), yc)
     else:
         lam, u = jnp.linalg.eigh(kern)
         dual = u @ ((u.T @ yc) / (lam[:, None] + alpha[None, :]))
-    return xc.T @ dual                                                         # (d, k)
+    coef = xc.T @ dual                                                         # (d, k)
+    return coef, mean_x, mean_y, jnp.isfinite(coef).all()
 
 
 def _model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y, **extra) -> RidgeModel:
@@ -445,12 +450,11 @@ def fit(x, y, alpha=1.0, *, fit_intercept: bool = True, solver: str = "auto", bl
                         centre=fit_intercept, gram=gram)
             _check_moments_finite(m, x, y)
             return fit_moments(m, alpha, fit_intercept=fit_intercept, dtype=dtype, vector_y=vector_y)
-        _check_finite(x, "X")   # the dual path's n < d is small
-        _check_finite(y, "Y")
-        mean_x = x.mean(0) if fit_intercept else jnp.zeros(d, dt)
-        mean_y = y.mean(0) if fit_intercept else jnp.zeros(k, dt)
         with _one_blas_thread():
-            coef = jax.block_until_ready(_solve_dual(x - mean_x, y - mean_y, a))
+            coef, mean_x, mean_y, ok = jax.block_until_ready(_solve_dual(x, y, a, fit_intercept))
+        if not bool(ok):   # non-finite inputs make the coefficients non-finite: say where
+            _check_finite(x, "X")
+            _check_finite(y, "Y")
         return _out(_model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y), dtype)
 
 
