@@ -326,12 +326,12 @@ def _host_moments(x, y, block_rows: int | None, centre: bool, dtype: str) -> Mom
         w = np.subtract(y[s:e], shift_y, out=wbuf[:e - s], casting="unsafe")
         zz += z.T @ z                                                          # syrk
         zw += z.T @ w
-        sz += z.sum(0, dtype=np.float64)
-        sw += w.sum(0, dtype=np.float64)
-        ww += np.einsum("ij,ij->j", w, w, dtype=np.float64)
+        sz += z.sum(0)                                 # per block in dtype, across blocks in float64
+        sw += w.sum(0)
+        ww += np.einsum("ij,ij->j", w, w)
     dt = _jdtype(dtype)
-    sums = [jnp.asarray(a, dt) for a in (sz, sw, ww, zz, zw)]
-    shift_x, shift_y = jnp.asarray(shift_x, dt), jnp.asarray(shift_y, dt)
+    sums = [to_device(a, dt) for a in (sz, sw, ww, zz, zw)]
+    shift_x, shift_y = to_device(shift_x, dt), to_device(shift_y, dt)
     if not centre:
         return Moments(jnp.asarray(n, dt), shift_x, sums[3], shift_y, sums[4], sums[2])
     return _centre(jnp.asarray(n, dt), shift_x, shift_y, *sums)
