@@ -77,8 +77,12 @@ class Learn2DissMethod(Method):
 
     # ---- data ------------------------------------------------------------------------
     def data(self):
-        """Crops of ``data.crop_seconds`` from the training split (k-means targets fitted first)."""
-        return self.frame_method.data()
+        """Crops of ``data.crop_seconds`` from the training split. Everything ``init`` needs
+        from disk (k-means targets, pre-trained runs, pseudo-labels) is prepared here, outside jit."""
+        source = self.frame_method.data()
+        self._loaded()
+        self.pseudo_labels()
+        return source
 
     def pseudo_labels(self) -> np.ndarray | None:
         """(N,) utterance clusters for ``utt_objective.name = "pseudo"`` (eq. 6's μ_i), from
@@ -120,29 +124,42 @@ class Learn2DissMethod(Method):
             state["utt_labels"] = jnp.asarray(labels)
         return self._init_from_runs(params, state)
 
-    def _init_from_runs(self, params, state):
-        """``model.frame.init_from_hf``: a transformers HuBERT/WavLM directory for f + g;
-        ``init.frame``: a transformer workdir for g (+ its head); ``init.utt``: an ECAPA
-        workdir for h (the paper starts both from pre-trained models)."""
-        from jaxdis.train import restore
+    def _loaded(self) -> dict:
+        """Pre-trained parameters named by the config, restored once, eagerly (orbax cannot
+        restore under the trainer's jit): ``model.frame.init_from_hf`` (a transformers
+        HuBERT/WavLM directory for f + g), ``init.frame`` (a transformer workdir: g and its
+        head), ``init.utt`` (an ECAPA workdir: h and its BatchNorm statistics)."""
+        if "loaded" not in self._cache:
+            from jaxdis.train import restore
 
-        with jax.ensure_compile_time_eval():
+            out = {}
             hf = self.config.model.frame.get("init_from_hf", "")
             if hf:
-                from jaxdis.convert.transformers_hubert import load_pretrained, merge_params
+                from jaxdis.convert.transformers_hubert import load_pretrained
 
-                _, loaded = load_pretrained(hf)
-                params["frame"] = {**params["frame"], "encoder": merge_params(params["frame"]["encoder"], loaded)}
-            src = self.config.init.get("frame", "")
-            if src:
-                _, _, p, _ = restore(src)
-                params["frame"] = _checked(params["frame"], p, src)
-            src = self.config.init.get("utt", "")
-            if src:
-                _, _, p, s = restore(src)
-                params["utt"] = _checked(params["utt"], p["encoder"], src)
-                state["batch_stats"] = {**state["batch_stats"], "utt": _checked(state["batch_stats"]["utt"],
-                                                                                 s["batch_stats"], src)}
+                out["hf"] = load_pretrained(hf)[1]
+            if self.config.init.get("frame", ""):
+                out["frame"] = restore(self.config.init.frame)[2]
+            if self.config.init.get("utt", ""):
+                _, _, p, s = restore(self.config.init.utt)
+                out["utt"] = (p["encoder"], s["batch_stats"])
+            self._cache["loaded"] = out
+        return self._cache["loaded"]
+
+    def _init_from_runs(self, params, state):
+        """Replaces the fresh parameters by the pre-trained ones of ``_loaded``."""
+        loaded = self._loaded()
+        if "hf" in loaded:
+            from jaxdis.convert.transformers_hubert import merge_params
+
+            params["frame"] = {**params["frame"], "encoder": merge_params(params["frame"]["encoder"], loaded["hf"])}
+        if "frame" in loaded:
+            params["frame"] = _checked(params["frame"], loaded["frame"], self.config.init.frame)
+        if "utt" in loaded:
+            p, s = loaded["utt"]
+            params["utt"] = _checked(params["utt"], p, self.config.init.utt)
+            state["batch_stats"] = {**state["batch_stats"],
+                                    "utt": _checked(state["batch_stats"]["utt"], s, self.config.init.utt)}
         return params, state
 
     # ---- loss ----------------------------------------------------------------------------
