@@ -16,7 +16,10 @@ Large n: ``moments`` accumulates n, means, XcᵀXc, XcᵀYc and per-column Ycᵀ
 parallel-variance update) and, with ``mesh=``, as a ``shard_map`` over data shards whose
 partial sums are ``psum``-ed. Only the upper block triangle of the symmetric Gram is
 multiplied (``col_blocks`` column blocks: the diagonal blocks and those above them), which
-saves up to half of the Gram FLOPs — two thirds of the work at 1536 → 768.
+saves up to half of the Gram FLOPs — two thirds of the work at 1536 → 768. On the CPU backend
+the default (``gram="auto"``) sums the same moments with the host BLAS instead (``syrk`` for
+XᵀX, row blocks, no centred copy of X): XLA's CPU GEMM ran at ~0.8× OpenBLAS per core here.
+LAPACK steps (Cholesky, eigh) run with one BLAS thread on CPU (``_one_blas_thread``).
 
 Precision: float32 by default. ``dtype="float64"`` runs everything inside
 ``jax.enable_x64(True)``, a context manager, so the flag never leaks to the caller; float64
