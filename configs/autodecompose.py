@@ -7,6 +7,12 @@ Variants: (default) sized to reach the speaker-ID target in about 30 min on a 2-
 ``:tiny`` for tests; ``:paper`` the paper's large model and settings for accelerators.
 Train on another corpus with --config.data.corpus=path/to/manifest.csv (or a LibriSpeech
 root); fine-tune without labels from a checkpoint with --config.init_from=runs/autodecompose.
+
+Two departures from the paper's wiring in the default (``:paper`` keeps the paper's), both
+measured on held-out voices at step 1000 (speaker-encoder macro-F1 at 10 s): the decoder
+gets the crop's mean speaker code at every frame (``pool_speaker``: 0.675 → 0.813; the
+content encoder falls from 0.630 to 0.490), and the voice view also draws a random channel
+gain and tilt (``channel_db``: 0.665 → 0.675). See README, "Autodecompose".
 """
 
 from jaxdis.train.config import base_config
@@ -25,6 +31,8 @@ def get_config(arg: str | None = None):
         sizes={"enc_conv": 256, "dec_conv": 256},  # CPU-sized; the paper's widths are 512
         crop_frames=64,               # 64 × 16 ms ≈ 1 s
         base_augment=True,            # the notebook's light roll/mask/jitter of the target
+        channel_db=6.0,               # voice view: random gain and spectral tilt, ±dB (0 = paper's views)
+        pool_speaker=True,            # decoder sees the crop-mean speaker code (True) or per-frame codes (paper)
     )
     c.optim.name = "adam"
     c.optim.lr = 1e-3
@@ -47,6 +55,8 @@ def get_config(arg: str | None = None):
     elif arg == "paper":
         c.model.variant = "large"
         c.model.sizes = {}
+        c.model.channel_db = 0.0      # the paper's views and per-frame wiring
+        c.model.pool_speaker = False
         c.train.steps = 100_000
         c.train.ckpt_every = 2000
     return c
