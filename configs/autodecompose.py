@@ -37,7 +37,7 @@ def get_config(arg: str | None = None):
     c.optim.name = "adam"
     c.optim.lr = 1e-3
     c.train.batch_size = 32
-    c.train.steps = 2000
+    c.train.steps = 3000            # ≈ 22 min at 2.3 steps/s on an idle 2-core CPU
     c.train.log_every = 50
     c.train.ckpt_every = 250
 
