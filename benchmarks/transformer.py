@@ -138,8 +138,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seconds", type=float, default=2.0, help="audio per example (16 kHz)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--matmuls", default="auto", choices=["auto", "canonical", "xla"],
-                   help="FrameEncoderConfig.matmuls (auto: canonical on CPU)")
+    p.add_argument("--matmuls", default="xla", choices=["canonical", "xla"], help="FrameEncoderConfig.matmuls")
     p.add_argument("--clusters", type=int, default=504)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)

@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
         activation_dropout=0.0,
         feat_dropout=0.1,
         dtype="float32",               # "bfloat16": bf16 compute, fp32 parameters
-        matmuls="auto",                # "auto" (canonical row-major dots on CPU) | "canonical" | "xla"
+        matmuls="xla",                 # "xla" | "canonical" (row-major dots; not faster on CPU here)
         init_from_hf="",               # transformers HubertModel/WavLMModel/Wav2Vec2Model directory
     ))
 
