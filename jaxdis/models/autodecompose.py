@@ -49,6 +49,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdis.models.matmul import canonical_dot_general, row_major_t
+
 __all__ = ["LSTM", "Encoder", "Decoder", "AutodecomposeModel", "make_model", "time_mean",
            "VARIANTS", "PAPER_SIZES", "TINY_SIZES"]
 
@@ -79,35 +81,7 @@ def _on_cpu() -> bool:
 def _transpose(a: jax.Array, materialise: bool) -> jax.Array:
     """aᵀ of a 2-D array; `materialise` stores it row-major behind an optimization barrier,
     so XLA cannot fold the transpose back into the consuming dot."""
-    return jax.lax.optimization_barrier(a.T) if materialise else a.T
-
-
-@jax.custom_vjp
-def _canonical_matmul(x, w):
-    """x (M, K) @ w (K, N) whose backward dots are canonical too (see module docstring)."""
-    return jnp.dot(x, w)
-
-
-def _canonical_matmul_fwd(x, w):
-    return jnp.dot(x, w), (x, w)
-
-
-def _canonical_matmul_bwd(res, g):
-    x, w = res
-    return jnp.dot(g, _transpose(w, True)), jnp.dot(_transpose(x, True), g)
-
-
-_canonical_matmul.defvjp(_canonical_matmul_fwd, _canonical_matmul_bwd)
-
-
-def canonical_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """``lax.dot_general`` for nn.Dense: x (..., K) @ W (K, N) via ``_canonical_matmul``."""
-    (lc, rc), (lb, rb) = dimension_numbers
-    if (tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,) and not lb and not rb and rhs.ndim == 2
-            and preferred_element_type is None):
-        out = _canonical_matmul(lhs.reshape(-1, lhs.shape[-1]), rhs)            # (M, N)
-        return out.reshape(lhs.shape[:-1] + rhs.shape[1:])
-    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
+    return row_major_t(a) if materialise else a.T
 
 
 _CONTRACT_LAST = (((1,), (1,)), ((), ()))                                     # a (M, K) · b (N, K) → (M, N)

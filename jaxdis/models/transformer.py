@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdis.models.matmul import canonical_dot_general, canonical_matmul
+
 Array = jax.Array
 Dtype = Any
 
@@ -149,42 +151,9 @@ def _dt(name: str) -> Dtype:
 # --------------------------------------------------------------------------- CPU matmuls
 # XLA's CPU backend sends only "canonical" dots, row-major (M, K) @ (K, N), to its fast GEMM
 # library; the transposed dots of a backward pass and convolutions run on slower generic
-# kernels. canonical_matmul materialises the transposes its backward needs, and the strided
-# convolutions of the waveform extractor become one im2col matmul each. Same parameters,
-# same sums (up to float32 reordering).
-
-def _t(a: Array) -> Array:
-    """aᵀ stored row-major: the barrier keeps XLA from folding it back into the dot."""
-    return jax.lax.optimization_barrier(a.T)
-
-
-@jax.custom_vjp
-def canonical_matmul(x: Array, w: Array) -> Array:
-    """x (M, K) @ w (K, N) whose backward dots, g wᵀ and xᵀ g, are canonical too."""
-    return jnp.dot(x, w)
-
-
-def _cmm_fwd(x, w):
-    return jnp.dot(x, w), (x, w)
-
-
-def _cmm_bwd(res, g):
-    x, w = res
-    return jnp.dot(g, _t(w)).astype(x.dtype), jnp.dot(_t(x), g).astype(w.dtype)
-
-
-canonical_matmul.defvjp(_cmm_fwd, _cmm_bwd)
-
-
-def canonical_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """``lax.dot_general`` for nn.Dense (x (..., K) · W (K, N)) through canonical_matmul."""
-    (lc, rc), (lb, rb) = dimension_numbers
-    if (tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,) and not lb and not rb and rhs.ndim == 2
-            and preferred_element_type is None):
-        out = canonical_matmul(lhs.reshape(-1, lhs.shape[-1]), rhs)            # (M, N)
-        return out.reshape(lhs.shape[:-1] + rhs.shape[1:])
-    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision, preferred_element_type)
-
+# kernels. canonical_matmul (jaxdis/models/matmul.py) materialises the transposes its backward
+# needs, and the strided convolutions of the waveform extractor become one im2col matmul each.
+# Same parameters, same sums (up to float32 reordering).
 
 def dense(cfg: FrameEncoderConfig, features: int, name: str) -> nn.Dense:
     """nn.Dense in the compute/parameter dtypes of `cfg`, canonical matmuls where `cfg.canonical`."""
