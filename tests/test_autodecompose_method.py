@@ -39,6 +39,24 @@ def test_speaker_id_from_workdir(trained, tmp_path):
     assert (out / "tsne_speaker.png").exists()
 
 
+def test_embed_command_files_give_the_same_speaker_id(trained, tmp_path):
+    """eval.py embed writes what --embeddings/--labels read back: same F1 as from the workdir."""
+    import pandas as pd
+
+    from jaxdis.eval.cli import main
+
+    m = main(["embed", "--workdir", str(trained), "--out", str(tmp_path / "emb")])
+    x = np.load(tmp_path / "emb" / "speaker.npy")
+    labels = pd.read_csv(tmp_path / "emb" / "labels.csv")
+    assert x.shape == (m["n"], m["dim.speaker"]) and len(labels) == len(x) and "path" not in labels
+    direct = main(["speaker-id", "--workdir", str(trained), "--budgets", "5", "--repeats", "2", "--no-plots",
+                   "--out", str(tmp_path / "a")])
+    via_files = main(["speaker-id", "--embeddings", str(tmp_path / "emb" / "speaker.npy"), "--labels",
+                      str(tmp_path / "emb" / "labels.csv"), "--budgets", "5", "--repeats", "2", "--no-plots",
+                      "--out", str(tmp_path / "b")])
+    assert via_files["f1.embeddings.5s"] == pytest.approx(direct["f1.speaker.5s"], abs=1e-6)
+
+
 def test_encoder_api_embeds_files(trained):
     from jaxdis.data.corpus import load_corpus
     from jaxdis.inference import Encoder
