@@ -111,8 +111,8 @@ def channel(rng: jax.Array, x: jax.Array, max_db: float = 6.0, db_range: float =
     as g + s·(f/(F−1) − ½) dB to every frame of x (T, F), whose values are dB / db_range
     (the Autodecompose mel scaling (dB + 100) / 200)."""
     k_g, k_s = jax.random.split(rng)
-    gain, tilt = jax.random.uniform(k_g, (), minval=-max_db, maxval=max_db), \
-        jax.random.uniform(k_s, (), minval=-max_db, maxval=max_db)
+    gain = jax.random.uniform(k_g, (), minval=-max_db, maxval=max_db)
+    tilt = jax.random.uniform(k_s, (), minval=-max_db, maxval=max_db)
     ramp = jnp.linspace(-0.5, 0.5, x.shape[-1])
     return (x + (gain + tilt * ramp) / db_range).astype(x.dtype)
 

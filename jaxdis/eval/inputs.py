@@ -36,11 +36,17 @@ def load_embedding_inputs(args, columns: list[str]) -> tuple[dict[str, np.ndarra
         return {"embeddings": x}, labels
     if not args.workdir:
         raise SystemExit("give --workdir (a trained model) or --embeddings with --labels")
+    return embed_with_workdir(args.workdir, args.manifest)
+
+
+def embed_with_workdir(workdir: str, manifest: str | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """({encoder: (N, d)}, corpus table) of a trained workdir's encoders on `manifest`
+    (default: the speakers or utterances the run held out from training)."""
     from jaxdis.data.corpus import load_corpus
     from jaxdis.methods.common import heldout_corpus
     from jaxdis.train import restore
 
-    config, method, params, model_state = restore(args.workdir)
-    corpus = load_corpus(args.manifest) if args.manifest else heldout_corpus(config)
+    config, method, params, model_state = restore(workdir)
+    corpus = load_corpus(manifest) if manifest else heldout_corpus(config)
     kept, embeddings = method.embed(params, model_state, corpus)
     return embeddings, kept.table

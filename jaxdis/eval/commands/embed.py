@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from jaxdis.eval.inputs import load_embedding_inputs
+from jaxdis.eval.inputs import embed_with_workdir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,8 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> dict:
-    args.embeddings = args.labels = None
-    embeddings, table = load_embedding_inputs(args, [])
+    embeddings, table = embed_with_workdir(args.workdir, args.manifest)
     os.makedirs(args.out, exist_ok=True)
     for name, x in embeddings.items():
         np.save(os.path.join(args.out, f"{name}.npy"), np.asarray(x, np.float32))
