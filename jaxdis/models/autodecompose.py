@@ -308,6 +308,23 @@ class _DenseBNR(nn.Module):
         return nn.relu(x)
 
 
+def _trunk(m, x, train: bool, canonical: bool, out: int, out_name: str):
+    """The conv and/or LSTM stack shared by Encoder and Decoder, then the output projection.
+
+    Called inside their compact ``__call__``, so its layers are named under the caller
+    (``_ConvBNR_i``, ``LSTM_i``, ``out_name``) as the Keras import expects."""
+    if m.variant in ("conv", "large"):
+        for _ in range(m.conv_layers):
+            x = _ConvBNR(m.conv, m.kernel, canonical, m.dtype)(x, train)        # (B, T, conv)
+    if m.variant in ("lstm", "large"):
+        x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
+        for _ in range(m.lstm_layers):
+            x = LSTM(m.lstm, m.unroll, m.lstm_impl, canonical, True, dtype=m.dtype)(x)   # (T, B, lstm)
+        x = _dense(out, canonical, m.dtype, out_name)(x)                   # (T, B, out)
+        return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, out)
+    return _dense(out, canonical, m.dtype, out_name)(x).astype(jnp.float32)   # (B, T, out)
+
+
 class Encoder(nn.Module):
     """Mel frames (B, T, n_mels) → per-frame codes (B, T, code)."""
 
@@ -330,16 +347,7 @@ class Encoder(nn.Module):
         x = x.astype(self.dtype)
         if self.variant == "dense":
             x = _DenseBNR(self.dense, canonical, dtype=self.dtype)(x, train)
-        if self.variant in ("conv", "large"):
-            for _ in range(self.conv_layers):
-                x = _ConvBNR(self.conv, self.kernel, canonical, self.dtype)(x, train)    # (B, T, conv)
-        if self.variant in ("lstm", "large"):
-            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
-            for _ in range(self.lstm_layers):
-                x = LSTM(self.lstm, self.unroll, self.lstm_impl, canonical, True, dtype=self.dtype)(x)   # (T, B, lstm)
-            x = _dense(self.code, canonical, self.dtype, "embed")(x)          # (T, B, code)
-            return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, code)
-        return _dense(self.code, canonical, self.dtype, "embed")(x).astype(jnp.float32)   # (B, T, code)
+        return _trunk(self, x, train, canonical, self.code, "embed")
 
 
 class Decoder(nn.Module):
@@ -364,16 +372,7 @@ class Decoder(nn.Module):
         x = z.astype(self.dtype)
         if self.variant == "dense":
             x = _dense(self.dense, canonical, self.dtype, "Dense_0")(x)        # linear, as in the notebook
-        if self.variant in ("conv", "large"):
-            for _ in range(self.conv_layers):
-                x = _ConvBNR(self.conv, self.kernel, canonical, self.dtype)(x, train)
-        if self.variant in ("lstm", "large"):
-            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
-            for _ in range(self.lstm_layers):
-                x = LSTM(self.lstm, self.unroll, self.lstm_impl, canonical, True, dtype=self.dtype)(x)
-            x = _dense(self.n_mels, canonical, self.dtype, "out")(x)          # (T, B, n_mels)
-            return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, n_mels)
-        return _dense(self.n_mels, canonical, self.dtype, "out")(x).astype(jnp.float32)   # (B, T, n_mels)
+        return _trunk(self, x, train, canonical, self.n_mels, "out")
 
 
 class AutodecomposeModel(nn.Module):
