@@ -14,7 +14,6 @@ The two are timed in alternation, so a machine shared with other jobs slows both
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from jaxdis.eval.report import print_benchmark  # noqa: E402
 from jaxdis.losses import aam_softmax  # noqa: E402
 from jaxdis.models.ecapa import Ecapa, EcapaConfig  # noqa: E402
 
@@ -181,15 +181,11 @@ def main(argv=None) -> dict:
         res["speedup_vs_torch"] = res["torch_step_s"] / res["jax_step_s"]
         res["speedup_per_round"] = [round(b / a, 3) for a, b in zip(jt, tt)]
 
-    print(json.dumps(res, indent=2))
     line = (f"{res['device']} ECAPA C={c} B={args.batch}×{args.frames}×80 {args.dtype}: "
             f"JAX {res['jax_step_s'] * 1e3:.1f} ms")
     if "torch_step_s" in res:
         line += f", speechbrain PyTorch {res['torch_step_s'] * 1e3:.1f} ms → {res['speedup_vs_torch']:.2f}×"
-    print(line)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+    print_benchmark(res, line, args.out)
     return res
 
 

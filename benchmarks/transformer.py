@@ -13,7 +13,6 @@ the analytic FLOP count (and XLA's own count for comparison).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from jaxdis.eval.report import print_benchmark  # noqa: E402
 from jaxdis.masking import span_mask  # noqa: E402
 from jaxdis.methods.transformer import MaskedPredictor  # noqa: E402
 from jaxdis.models.transformer import FrameEncoderConfig, train_flops_per_frame  # noqa: E402
@@ -196,16 +196,12 @@ def main(argv=None) -> dict:
         except Exception as e:  # no torch, no CUDA torch: JAX numbers only
             res["torch_error"] = f"{type(e).__name__}: {e}"
 
-    print(json.dumps(res, indent=2))
     line = f"{res['device']} {args.size}×{cfg.layers} B={args.batch} {args.seconds:g}s {args.dtype}: JAX {res['jax_step_s'] * 1e3:.1f} ms"
     if "torch_step_s" in res:
         line += f", PyTorch {res['torch_step_s'] * 1e3:.1f} ms → {res['speedup_vs_torch']:.2f}×"
     if "jax_mfu" in res:
         line += f", MFU {100 * res['jax_mfu']:.1f} % of the {res['mfu_peak']} peak"
-    print(line)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+    print_benchmark(res, line, args.out)
     return res
 
 

@@ -51,3 +51,12 @@ def markdown_table(rows: list[Mapping[str, Any]], columns: list[str] | None = No
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def print_benchmark(res: Mapping[str, Any], summary: str, out: str | None = None) -> None:
+    """A benchmark's result: the full JSON, then its one-line summary; also to `out` if given."""
+    print(json.dumps(res, indent=2))
+    print(summary)
+    if out:
+        with open(out, "w") as f:
+            json.dump(res, f, indent=2)
