@@ -21,8 +21,8 @@ def data(n, d, k, seed=0):
     return X, Y
 
 
-@pytest.mark.parametrize("n,d,gram", [(120, 24, "host"), (120, 24, "xla"), (30, 80, "auto")],
-                         ids=["primal-host", "primal-xla", "dual"])
+@pytest.mark.parametrize("n,d,gram", [(120, 24, "host"), (120, 24, "xla"), (30, 80, "auto"), (30, 80, "xla")],
+                         ids=["primal-host", "primal-xla", "dual", "dual-xla"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 100.0])
 def test_ridge_matches_sklearn(n, d, gram, alpha):
     X, Y = data(n, d, 5)
