@@ -42,6 +42,7 @@ def get_config(arg: str | None = None):
 
     c.objective = ConfigDict(dict(
         targets="mfcc",                # "mfcc" (first iteration) | "layer" (k-means of a teacher's layer)
+        mfcc_norm="utterance",         # fbank: MFCCs of the per-utterance CMVN'd log-mel the encoder sees | "none"
         teacher="",                    # for "layer": a jaxdis workdir, or hf:<transformers model dir>
         target_layer=9,
         num_clusters=100,
@@ -50,7 +51,9 @@ def get_config(arg: str | None = None):
         mask_prob=0.08,                # probability of a frame starting a span (HuBERT p = 8 %)
         mask_span=10,
         min_spans=2,
-        unmasked_weight=0.0,           # HuBERT's α: CE on unmasked frames
+        unmasked_weight=1.0,           # HuBERT's α: CE on unmasked frames. 0 in HuBERT (and :paper), 250k+
+                                       # steps; in a 600-step run masked-only CE sits on the unigram plateau
+                                       # for ~500 steps, and the unmasked term speeds the way off it
         pc_weight=1.0,                 # eq. 4: L = L_CE + L_PC
         tau=0.1,                       # pseudo-con temperature
         pc_frames=1024,                # masked frames per batch in the pseudo-con similarity matrix
@@ -60,6 +63,7 @@ def get_config(arg: str | None = None):
 
     c.eval = ConfigDict(dict(
         layers=[2, -1],                # mean-pooled layers for the probes and embed()
+        probe_all_layers=True,         # probes also on every hidden state y^0 … y^L, plus the best layer
         content_label="sentence",      # corpus column the content probe predicts
         probe_speakers=8,              # held-out speakers whose utterances the probes use (0: all)
         probe_test_frac=0.25,          # content probe: fraction of those speakers it is tested on
@@ -94,7 +98,7 @@ def get_config(arg: str | None = None):
         c.model.update(size="base", layers=12, hidden=768, heads=12, mlp=3072, frontend="waveform", feat_proj_norm=True,
                        frozen_layers=0, feat_dropout=0.0, dtype="bfloat16")
         c.objective.update(targets="layer", target_layer=9, num_clusters=2048, kmeans_frames=500_000,
-                           kmeans_steps=1000, pc_frames=4096)
+                           kmeans_steps=1000, pc_frames=4096, unmasked_weight=0.0)
         c.eval.update(layers=[6, 9, 12], sid_budgets=[10.0, 30.0], sid_repeats=5, probe_speakers=0)
         c.optim.update(name="adam", lr=1e-4, warmup_steps=10_000, end_lr_frac=0.01, weight_decay=0.0)
         c.train.update(steps=100_000, batch_size=32, log_every=100, ckpt_every=2000, eval_every=10_000)

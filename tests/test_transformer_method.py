@@ -54,3 +54,20 @@ def test_tiny_train_evaluate_embed(tmp_path):
     assert np.isfinite(emb["layer2"]).all() and "duration" in kept.table.columns
     waves = [np.random.default_rng(0).standard_normal(8000).astype(np.float32)]
     assert method.embed_waves(params, model_state, waves)["layer2"].shape == (1, 32)
+
+
+@pytest.mark.parametrize("norm", ["utterance", "none"])
+def test_mfcc_targets_see_what_the_encoder_sees(norm):
+    """fbank input is CMVN'd per utterance, so with mfcc_norm="utterance" the targets cannot
+    depend on an utterance's gain (a constant added to its log-mel) either."""
+    from jaxdis.methods.transformer import TransformerMethod
+
+    config = _config("tiny")
+    config.objective.mfcc_norm = norm
+    method = TransformerMethod(config)
+    x = np.random.default_rng(0).standard_normal((2, 40, 80)).astype(np.float32)
+    mask = np.ones((2, 40), bool)
+    a = np.asarray(method._target_features({}, x, mask))
+    b = np.asarray(method._target_features({}, x + 3.0, mask))
+    assert a.shape == (2, 20, 39)
+    assert np.allclose(a, b, atol=1e-4) == (norm == "utterance")

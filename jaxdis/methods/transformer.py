@@ -31,7 +31,8 @@ import optax
 from jaxdis import kmeans
 from jaxdis.masking import span_mask
 from jaxdis.methods.base import Method
-from jaxdis.models.transformer import FrameEncoder, FrameEncoderConfig, dense, frame_mask, is_frozen_path
+from jaxdis.models.transformer import (FrameEncoder, FrameEncoderConfig, dense, frame_mask, is_frozen_path,
+                                      normalize_frames)
 
 log = logging.getLogger("jaxdis.transformer")
 
@@ -186,6 +187,10 @@ class TransformerMethod(Method):
         if o.targets == "mfcc":
             t = self.cfg.num_frames(x.shape[1])
             if self.cfg.frontend == "fbank":
+                if o.get("mfcc_norm", "none") == "utterance":
+                    # The encoder sees per-utterance CMVN'd log-mel: MFCCs of that very input,
+                    # so no target depends on an utterance's gain or channel it cannot see.
+                    x = normalize_frames(x, mask)
                 c = mfcc(x)                                                    # (B, F, 39)
                 b, _, d = c.shape
                 s = self.cfg.fbank_stack
@@ -344,10 +349,8 @@ class TransformerMethod(Method):
         layers = list(self.config.eval.layers) or [self.cfg.layers]
         return [l % (self.cfg.layers + 1) for l in layers]
 
-    @functools.cached_property
-    def _encode(self):
-        layers = self.eval_layers()
-
+    @functools.lru_cache(maxsize=4)
+    def _encode(self, layers: tuple[int, ...]):
         def encode(params, x, mask):
             _, aux = FrameEncoder(self.cfg).apply({"params": params["encoder"]}, x, mask)
             m = aux["mask"].astype(jnp.float32)[..., None]                     # (B, T, 1)
@@ -356,16 +359,18 @@ class TransformerMethod(Method):
 
         return jax.jit(encode)
 
-    def embed_features(self, params, feats: list[np.ndarray], batch_size: int = 16) -> dict[str, np.ndarray]:
-        """Mean-pooled frames of each eval layer: {"layer<l>": (N, D)}. Utterances are
-        sorted by length and padded to multiples of one crop so few shapes compile."""
+    def embed_features(self, params, feats: list[np.ndarray], batch_size: int = 16,
+                       layers: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Mean-pooled frames of each eval layer (or of `layers`): {"layer<l>": (N, D)}.
+        Utterances are sorted by length and padded to multiples of one crop so few shapes compile."""
+        encode = self._encode(tuple(self.eval_layers() if layers is None else layers))
         order = np.argsort([len(f) for f in feats])
         out: dict[str, list] = {}
         for lo in range(0, len(order), batch_size):
             idx = order[lo:lo + batch_size]
             longest = max(len(feats[i]) for i in idx)
             x, m = _pad_batch([feats[i] for i in idx], -(-longest // self.crop) * self.crop, batch_size)
-            res = jax.device_get(self._encode(params, *self._inputs({"x": x, "mask": m})))
+            res = jax.device_get(encode(params, *self._inputs({"x": x, "mask": m})))
             for k, v in res.items():
                 out.setdefault(k, []).append(v[:len(idx)])
         inv = np.argsort(order)
@@ -437,7 +442,9 @@ class TransformerMethod(Method):
         Content: ``jaxdis.eval.probes.probe_accuracy`` with the speakers as groups, so the
         probe is tested on voices it was not fitted on either. Speaker ID: the shared
         few-label protocol (``speaker_id_f1``). Both also for the input's mean and std over
-        time ("input"), a baseline without any model."""
+        time ("input"), a baseline without any model. With ``eval.probe_all_layers`` every
+        hidden state y^0 … y^L is probed (y^0: the input of layer 1) and the best layer's
+        scores are reported as ``content_acc.best`` / ``speaker_f1.best`` beside its index."""
         from jaxdis.eval.probes import probe_accuracy
         from jaxdis.eval.speaker_id import speaker_id_f1
 
@@ -445,7 +452,10 @@ class TransformerMethod(Method):
         if probe_set is None:
             return {}
         kept, feats = probe_set
-        emb = self.embed_features(params, feats)
+        layers = self.eval_layers()
+        if self.config.eval.get("probe_all_layers", False):
+            layers = sorted(set(range(self.cfg.layers + 1)) | set(layers))
+        emb = self.embed_features(params, feats, layers=layers)
         if self.cfg.frontend == "fbank":
             emb["input"] = _mean_std(feats)
         speakers = kept.table["speaker"].astype(str).to_numpy()
@@ -459,6 +469,12 @@ class TransformerMethod(Method):
                                 seed=0)
             for r in res:
                 out[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
+        for kind in ("content_acc", "speaker_f1"):
+            per_layer = {l: v for l in layers for k, v in out.items() if k.startswith(f"{kind}.layer{l}")
+                         and k[len(f"{kind}.layer{l}"):] in ("", f".{self.config.eval.sid_budgets[0]:g}s")}
+            if len(per_layer) > 1:
+                best = max(per_layer, key=per_layer.get)
+                out[f"{kind}.best"], out[f"{kind}.best_layer"] = per_layer[best], float(best)
         return out
 
     def evaluate(self, params, model_state, step, workdir):
