@@ -86,6 +86,9 @@ def test_probe_and_steer_commands(workdir, planted):
     np.testing.assert_allclose(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum(), saved["fvu"], rtol=1e-4)
     assert saved["top_latent.gender.balanced_acc"] >= 0.9  # the planted direction has its own latent
     assert saved["splits"] == 5 and "baseline.top_dim.gender.balanced_acc" in saved
+    # logistic regression on all inputs sees the planted direction too; 'half' is arbitrary
+    assert saved["baseline.logreg.gender.balanced_acc"] >= 0.9
+    assert saved["baseline.logreg.half.balanced_acc"] < 0.7
     # 'half' splits the speakers arbitrarily: the best of 64 latents on the fit speakers
     # must not look separable on held-out ones.
     assert saved["top_latent.half.balanced_acc"] < 0.7

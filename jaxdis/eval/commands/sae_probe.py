@@ -15,7 +15,9 @@ embeddings, raw space), ``top_latent.<col>.balanced_acc``, ``.index``, ``.balanc
 ``.auc``, ``.balanced_acc_sd`` (over splits), ``.index_agreement``; multi-class columns add
 ``top_latent.<col>.<class>.*`` and report the class mean (index: the best class's latent).
 Every SAE: ``sae.<L..._k..._s...>.*``. ``baseline.top_dim.<col>.balanced_acc``: the best
-single input dimension, chosen and scored the same way. Also ``verify.original.eer``,
+single input dimension, chosen and scored the same way; ``baseline.logreg.<col>.balanced_acc``:
+logistic regression on all input dimensions (standardised), fit and scored on the same
+splits (one-vs-rest balanced accuracy of its predictions, class mean if multi-class). Also ``verify.original.eer``,
 ``verify.reconstructed.eer`` (fractions), ``.min_dcf`` and ``verify.eer_delta_points`` on
 all same/different-``--group-col`` pairs (jaxdis.eval.verification).
 """
@@ -136,6 +138,35 @@ def probe_columns(z: np.ndarray, table, cols: list[str], splits: list[tuple[np.n
     return out
 
 
+def logreg_columns(x: np.ndarray, table, cols: list[str], splits: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """{col: {"balanced_acc", "balanced_acc_sd"}} of logistic regression on all of x, fit on
+    each split's fit rows and scored on its test rows: the all-dimensions ceiling for one latent."""
+    out = {}
+    for col in cols:
+        labels = table[col].astype(str).to_numpy()
+        per_split = []
+        for fit, test in splits:
+            classes = sorted(set(labels[fit]) & set(labels[test]))
+            if len(classes) < 2 or len(set(labels[fit])) < 2:
+                continue
+            pred = logistic_classifier(x[fit], labels[fit]).predict(x[test])
+            if len(set(labels)) == 2:
+                classes = classes[:1]
+            per_split.append(float(np.mean([lat.balanced_accuracy(pred == c, labels[test] == c) for c in classes])))
+        if per_split:
+            out[col] = {"balanced_acc": float(np.mean(per_split)), "balanced_acc_sd": float(np.std(per_split))}
+    return out
+
+
+def logistic_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    """Logistic regression on standardised embeddings (sklearn): the probe for baselines and steering."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(x, y)
+
+
 def verify_metrics(x: np.ndarray, x_hat: np.ndarray, speakers: np.ndarray, seed: int) -> dict:
     """EER / minDCF (fractions, as ``eval.py verify``) of original and reconstructed
     embeddings on the same all-pairs trials, with the shared verification code."""
@@ -177,7 +208,11 @@ def run(args) -> dict:
     # Context: the best single input dimension, chosen and scored the same way.
     metrics["baseline"] = {"top_dim": {c: {k: v for k, v in e.items() if k in ("balanced_acc", "balanced_acc_sd",
                                                                                 "index")}
-                                       for c, e in probe_columns(x, table, cols, splits).items()}}
+                                       for c, e in probe_columns(x, table, cols, splits).items()},
+                           "logreg": logreg_columns(x, table, cols, splits)}
+    print("baseline: " + ", ".join(f"{c} best input dim {e['balanced_acc']:.3f} (#{e['index']})"
+                                   for c, e in metrics["baseline"]["top_dim"].items()) + "; " + ", ".join(
+        f"{c} logistic regression {e['balanced_acc']:.3f}" for c, e in metrics["baseline"]["logreg"].items()))
 
     if args.save_reconstruction:
         os.makedirs(os.path.dirname(os.path.abspath(args.save_reconstruction)), exist_ok=True)

@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from jaxdis.eval import latents as lat
-from jaxdis.eval.commands.sae_probe import _key, load_inputs
+from jaxdis.eval.commands.sae_probe import _key, load_inputs, logistic_classifier
 
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -55,17 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
-    """Logistic regression on standardised embeddings (the shared probe when available)."""
-    try:
-        from jaxdis.eval.probes import logistic_probe  # type: ignore
-
-        return logistic_probe(x, y, seed=seed)
-    except ImportError:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(x, y)
+    """Logistic regression on standardised embeddings (the classifier sae-probe's baseline uses)."""
+    return logistic_classifier(x, y, seed)
 
 
 def steering_latent(z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndarray, test: np.ndarray,
