@@ -121,6 +121,17 @@ def _check_finite(a, name: str) -> None:
         raise ValueError(f"{name} has NaN or inf values (first at row {row})")
 
 
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous NumPy array on a 64-byte boundary: what ``jax.device_put``
+    on CPU aliases instead of copying (see ``to_device``); NumPy results written into one
+    (``out=``) reach jax for free."""
+    npdt = np.dtype(dtype)
+    size = int(np.prod(shape)) * npdt.itemsize
+    buf = np.empty(size + 64, np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start:start + size].view(npdt).reshape(shape)
+
+
 def to_device(a, dtype=jnp.float32) -> jax.Array:
     """A host array on the default device in `dtype`, without JAX's slow host copy.
 
@@ -133,9 +144,7 @@ def to_device(a, dtype=jnp.float32) -> jax.Array:
     a = np.asarray(a)
     npdt = np.dtype(dtype)
     if jax.default_backend() == "cpu" and not (a.dtype == npdt and a.flags.c_contiguous and a.ctypes.data % 64 == 0):
-        buf = np.empty(a.size * npdt.itemsize + 64, np.uint8)
-        start = -buf.ctypes.data % 64
-        out = buf[start:start + a.size * npdt.itemsize].view(npdt).reshape(a.shape)
+        out = aligned_empty(a.shape, npdt)
         np.copyto(out, a, casting="unsafe")
         a = out
     return jax.device_put(np.asarray(a, npdt))
@@ -433,12 +442,17 @@ def _host_dual(x, y, alpha: jax.Array, intercept: bool, dtype: str):
     x, y = np.asarray(x, npdt), np.asarray(y, npdt)   # a CPU jax.Array is viewed, not copied
     mean_x = x.mean(0, dtype=np.float64).astype(npdt) if intercept else np.zeros(x.shape[1], npdt)
     mean_y = y.mean(0, dtype=np.float64).astype(npdt) if intercept else np.zeros(y.shape[1], npdt)
+    (n, d), k = x.shape, y.shape[1]
+    # Results go straight into aligned buffers, so each reaches jax without a copy.
+    kern, yc, coef = aligned_empty((n, n), npdt), aligned_empty((n, k), npdt), aligned_empty((d, k), npdt)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs: fit() says where
-        xc, yc = x - mean_x, y - mean_y                                        # (n, d), (n, k)
-        kern = xc @ xc.T                                                       # (n, n) syrk
+        xc = x - mean_x                                                        # (n, d)
+        np.subtract(y, mean_y, out=yc)                                         # (n, k)
+        np.matmul(xc, xc.T, out=kern)                                          # (n, n) syrk
         with _one_blas_thread():
             dual = np.asarray(_solve_primal(to_device(kern, npdt), to_device(yc, npdt), alpha))   # (n, k)
-        return xc.T @ dual, mean_x, mean_y                                     # (d, k)
+        np.matmul(xc.T, dual, out=coef)                                        # (d, k)
+        return coef, mean_x, mean_y
 
 
 def _model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y, **extra) -> RidgeModel:
