@@ -20,14 +20,19 @@ def probe_split(y, *, test_frac: float = 0.25, seed: int = 0, groups=None) -> tu
     return train_test_split(idx, test_size=test_frac, random_state=seed, stratify=stratify)
 
 
-def probe_accuracy(X, y, *, test_frac: float = 0.25, seed: int = 0, groups=None) -> float:
-    """Held-out accuracy of a standardised logistic regression predicting y (N,) from X (N, d).
-
-    Chance is about 1 / number of classes. Classes absent from the training split count as errors."""
+def logistic_classifier(X, y, *, max_iter: int = 2000, seed: int | None = None):
+    """A logistic regression on standardised features, fitted to (X, y): the linear probe."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)).fit(X, y)
+
+
+def probe_accuracy(X, y, *, test_frac: float = 0.25, seed: int = 0, groups=None) -> float:
+    """Held-out accuracy of a standardised logistic regression predicting y (N,) from X (N, d).
+
+    Chance is about 1 / number of classes. Classes absent from the training split count as errors."""
     X = np.asarray(X, np.float32)
     y = np.asarray(y).astype(str)
     if X.ndim != 2 or len(X) != len(y):
@@ -35,6 +40,5 @@ def probe_accuracy(X, y, *, test_frac: float = 0.25, seed: int = 0, groups=None)
     train, test = probe_split(y, test_frac=test_frac, seed=seed, groups=groups)
     if len(np.unique(y[train])) < 2:
         return float(np.mean(y[test] == y[train][0]))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
-    clf.fit(X[train], y[train])
+    clf = logistic_classifier(X[train], y[train], max_iter=300)
     return float(clf.score(X[test], y[test]))

@@ -469,9 +469,9 @@ class TransformerMethod(Method):
                                 seed=0)
             for r in res:
                 out[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
-        for kind in ("content_acc", "speaker_f1"):
-            per_layer = {l: v for l in layers for k, v in out.items() if k.startswith(f"{kind}.layer{l}")
-                         and k[len(f"{kind}.layer{l}"):] in ("", f".{self.config.eval.sid_budgets[0]:g}s")}
+        budget = f".{self.config.eval.sid_budgets[0]:g}s"
+        for kind, suffix in (("content_acc", ""), ("speaker_f1", budget)):
+            per_layer = {l: out[f"{kind}.layer{l}{suffix}"] for l in layers if f"{kind}.layer{l}{suffix}" in out}
             if len(per_layer) > 1:
                 best = max(per_layer, key=per_layer.get)
                 out[f"{kind}.best"], out[f"{kind}.best_layer"] = per_layer[best], float(best)

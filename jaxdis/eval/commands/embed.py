@@ -30,7 +30,6 @@ def run(args) -> dict:
     os.makedirs(args.out, exist_ok=True)
     for name, x in embeddings.items():
         np.save(os.path.join(args.out, f"{name}.npy"), np.asarray(x, np.float32))
-    table.drop(columns=[c for c in ("path",) if c in table.columns]).to_csv(
-        os.path.join(args.out, "labels.csv"), index=False)
+    table.drop(columns="path", errors="ignore").to_csv(os.path.join(args.out, "labels.csv"), index=False)
     print(f"wrote {', '.join(f'{n}.npy {x.shape}' for n, x in embeddings.items())} and labels.csv to {args.out}")
     return {"n": float(len(table)), **{f"dim.{n}": float(x.shape[1]) for n, x in embeddings.items()}}

@@ -31,6 +31,7 @@ import re
 import numpy as np
 
 from jaxdis.eval import latents as lat
+from jaxdis.eval.probes import logistic_classifier
 
 SKIP_COLS = {"path", "text", "duration", "index"}
 
@@ -149,22 +150,13 @@ def logreg_columns(x: np.ndarray, table, cols: list[str], splits: list[tuple[np.
             classes = sorted(set(labels[fit]) & set(labels[test]))
             if len(classes) < 2 or len(set(labels[fit])) < 2:
                 continue
-            pred = logistic_classifier(x[fit], labels[fit]).predict(x[test])
+            pred = logistic_classifier(x[fit], labels[fit], seed=0).predict(x[test])
             if len(set(labels)) == 2:
                 classes = classes[:1]
             per_split.append(float(np.mean([lat.balanced_accuracy(pred == c, labels[test] == c) for c in classes])))
         if per_split:
             out[col] = {"balanced_acc": float(np.mean(per_split)), "balanced_acc_sd": float(np.std(per_split))}
     return out
-
-
-def logistic_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
-    """Logistic regression on standardised embeddings (sklearn): the probe for baselines and steering."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(x, y)
 
 
 def verify_metrics(x: np.ndarray, x_hat: np.ndarray, speakers: np.ndarray, seed: int) -> dict:

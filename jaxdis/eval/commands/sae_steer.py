@@ -28,7 +28,8 @@ import os
 import numpy as np
 
 from jaxdis.eval import latents as lat
-from jaxdis.eval.commands.sae_probe import _key, load_inputs, logistic_classifier
+from jaxdis.eval.commands.sae_probe import _key, load_inputs
+from jaxdis.eval.probes import logistic_classifier
 
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -52,11 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", required=True, help="output directory")
-
-
-def train_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
-    """Logistic regression on standardised embeddings (the classifier sae-probe's baseline uses)."""
-    return logistic_classifier(x, y, seed)
 
 
 def steering_latent(z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndarray, test: np.ndarray,
@@ -147,7 +143,7 @@ def run(args) -> dict:
     labels = table[args.col].astype(str).to_numpy()
     groups = table[args.group_col].to_numpy() if args.group_col in table.columns else np.arange(len(x))
     fit, test = lat.group_split(groups, args.heldout, args.seed)
-    clf = train_classifier(x[fit], labels[fit], args.seed)
+    clf = logistic_classifier(x[fit], labels[fit], seed=args.seed)
     acc = float(np.mean(clf.predict(x[test]) == labels[test]))
     z = sae.latents(x)
 
