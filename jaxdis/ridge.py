@@ -44,6 +44,7 @@ COL_BLOCK = 512          # target width of the Gram's column blocks (upper trian
 BLOCK_ROWS = 4096        # default row block of the Gram when n > 2 * BLOCK_ROWS
 SHIFT_ROWS = 1024        # rows whose mean shifts the data before the float32 sums
 HOST_BLOCK_ROWS = 32768  # most rows in one block of the host-BLAS Gram (gram="host")
+LOO_CHUNK_ELEMENTS = 1 << 23  # elements of one batched per-alpha operand in the LOO error (32 MB float32)
 
 
 class Moments(NamedTuple):
@@ -455,8 +456,14 @@ def _host_dual(x, y, alpha: jax.Array, intercept: bool, dtype: str):
         return coef, mean_x, mean_y
 
 
-def _model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y, **extra) -> RidgeModel:
-    _check_finite(coef, "ridge coefficients (alpha 0 with a singular Gram?)")
+def _model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y, finite: bool | None = None, **extra) -> RidgeModel:
+    """The fitted model; non-finite coefficients are an error. `finite`: the caller already
+    knows whether coef is all finite (None: check it here)."""
+    what = "ridge coefficients (alpha 0 with a singular Gram?)"
+    if finite is None:
+        _check_finite(coef, what)
+    elif not finite:
+        raise ValueError(f"{what} has NaN or inf values")
     intercept = mean_y - mean_x @ coef if fit_intercept else jnp.zeros_like(mean_y)
     return RidgeModel(coef, intercept, alpha, vector_y=vector_y, **extra)
 
@@ -504,10 +511,11 @@ def fit(x, y, alpha=1.0, *, fit_intercept: bool = True, solver: str = "auto", bl
         else:
             with _one_blas_thread():
                 coef, mean_x, mean_y, ok = jax.block_until_ready(_solve_dual(x, y, a, fit_intercept))
-        if not bool(ok):   # non-finite inputs make the coefficients non-finite: say where
+        ok = bool(ok)
+        if not ok:         # non-finite inputs make the coefficients non-finite: say where
             _check_finite(x, "X")
             _check_finite(y, "Y")
-        return _out(_model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y), dtype)
+        return _out(_model(coef, mean_x, mean_y, alpha, fit_intercept, vector_y, finite=ok), dtype)
 
 
 
@@ -582,13 +590,36 @@ def _primal_coef(lam, v, q, alpha):
     return v @ (q / (lam[:, None] + (alpha[None, :] if alpha.ndim else alpha)))
 
 
+def _alpha_chunks(a: int, per_alpha: int) -> int:
+    """Alphas per batched product: as many as keep one chunk's (rows, cols) operand under
+    LOO_CHUNK_ELEMENTS, at least one."""
+    return max(1, min(a, LOO_CHUNK_ELEMENTS // max(per_alpha, 1)))
+
+
+def _map_chunks(fn, xs, chunk: int):
+    """fn over leading-axis chunks of `xs` (pytree of (A, ...) arrays), concatenated; the ragged
+    tail is its own call."""
+    a = jax.tree.leaves(xs)[0].shape[0]
+    full = a // chunk * chunk
+    out = []
+    if full:
+        head = jax.tree.map(lambda v: v[:full].reshape(full // chunk, chunk, *v.shape[1:]), xs)
+        res = jax.lax.map(fn, head)
+        out.append(res.reshape(full, *res.shape[2:]))
+    if full < a:
+        out.append(fn(jax.tree.map(lambda v: v[full:], xs)))
+    return jnp.concatenate(out) if len(out) > 1 else out[0]
+
+
 @functools.partial(jax.jit, static_argnames=("per_target", "intercept"))
 def _loo_dual(xc, yc, alphas, per_target, intercept):
     """Mean squared LOO error per alpha from the eigendecomposition of XcXcᵀ (n <= d):
     c = G⁻¹yc, LOO error = c / diag(G⁻¹), diag corrected for the intercept as in sklearn.
 
     Per alpha, Σ_k c_ik² is diag(U D M D Uᵀ) with M = (Uᵀyc)(Uᵀyc)ᵀ (n × n) when k > n: n³
-    instead of n²k multiply-adds. Also returns the decomposition, for the refit (``_dual_coef``)."""
+    instead of n²k multiply-adds. Several alphas share one GEMM (stacked rows of U D, or
+    stacked columns of D Uᵀyc): on CPU one (A·n, n) product ran ~20 % faster than A separate
+    ones at n = 468. Also returns the decomposition, for the refit (``_dual_coef``)."""
     n, k = yc.shape
     lam, u = jnp.linalg.eigh(xc @ xc.T)
     uy, u1 = u.T @ yc, u.sum(0)                                                # (n, k), (n,)
@@ -598,19 +629,23 @@ def _loo_dual(xc, yc, alphas, per_target, intercept):
         diag = diag - ((inv * u1) @ u.T) / n
 
     if per_target or k <= n:
-        def mse(args):
-            inv_a, diag_a = args
-            err = (u @ (inv_a[:, None] * uy)) / diag_a[:, None]                # (n, k)
-            return (err * err).mean(0) if per_target else (err * err).mean()
+        def mse(args):                                                         # a chunk of C alphas
+            inv_c, diag_c = args                                               # (C, n)
+            c = u @ (inv_c.T[:, :, None] * uy[:, None, :]).reshape(n, -1)      # (n, C·k)
+            err = c.reshape(n, -1, k) / diag_c.T[:, :, None]                   # (n, C, k)
+            return (err * err).mean(0) if per_target else (err * err).mean((0, 2))
+        chunk = _alpha_chunks(alphas.shape[0], n * k)
     else:
         mm = uy @ uy.T                                                         # (n, n)
 
         def mse(args):
-            inv_a, diag_a = args
-            w = u * inv_a[None, :]                                             # U D
-            return (((w @ mm) * w).sum(1) / (diag_a * diag_a)).sum() / (n * k)
+            inv_c, diag_c = args
+            w = (u[None] * inv_c[:, None, :]).reshape(-1, n)                   # (C·n, n): U D per alpha
+            sq = ((w @ mm) * w).sum(1).reshape(-1, n)                           # (C, n)
+            return (sq / (diag_c * diag_c)).sum(1) / (n * k)
+        chunk = _alpha_chunks(alphas.shape[0], n * n)
 
-    return jax.lax.map(mse, (inv, diag)), (lam, u, uy)
+    return _map_chunks(mse, (inv, diag), chunk), (lam, u, uy)
 
 
 @jax.jit

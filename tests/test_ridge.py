@@ -136,3 +136,7 @@ def test_bad_inputs_have_clear_errors():
         ridge.fit(X, Y, -1.0)
     with pytest.raises(ValueError, match="columns"):
         ridge.fit(X, Y).predict(X[:, :3])
+    Xw, Yw = data(10, 30, 2)                          # n < d: the centred kernel is singular at alpha 0
+    for gram in ("host", "xla"):
+        with pytest.raises(ValueError, match="singular Gram"):
+            ridge.fit(Xw, Yw, 0.0, gram=gram)
