@@ -16,6 +16,7 @@ def get_config(arg: str | None = None):
     c.method = "sae"
     c.data.corpus = ""
     c.data.embeddings = ""           # (N, d) .npy or parquet
+    c.data.normalize = "none"        # "l2": each row to unit norm first (saved with the run's config)
     c.data.standardize = False       # per-dimension standardisation (stats saved in model_state)
     c.data.synthetic_n = 0           # > 0 and no embeddings: a synthetic sparse array (tests)
     c.data.synthetic_dim = 16

@@ -158,7 +158,8 @@ def steer(sae, x: np.ndarray, latent: int, value: float | None = None, scale: fl
     multiplied by `scale`.
 
     keep_error: x + (x̂' − x̂), leaving what the SAE does not reconstruct in place;
-    otherwise the edited reconstruction x̂' alone.
+    otherwise the edited reconstruction x̂' alone. Both in the raw space (an L2 SAE's
+    reconstructions at each row's norm).
     """
     z = sae.latents(x)
     z_new = z.copy()
@@ -168,7 +169,7 @@ def steer(sae, x: np.ndarray, latent: int, value: float | None = None, scale: fl
         z_new[:, latent] *= scale
     else:
         raise ValueError("give value or scale")
-    x_hat, x_new = sae.decode(z), sae.decode(z_new)
+    x_hat, x_new = sae.decode(z, like=x), sae.decode(z_new, like=x)
     return np.asarray(x, np.float32) + (x_new - x_hat) if keep_error else x_new
 
 

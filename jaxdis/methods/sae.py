@@ -8,6 +8,12 @@ only sees the gradient of its own term, and Adam is per-element, so training the
 together equals training them apart. Metrics per SAE: ``fvu/k32_s0``, ``l0/…``,
 ``dead_frac/…``, ``auxk/…`` (``L4096_k32_s0`` for a latent count other than the default).
 
+Input transform: ``data.normalize`` ("l2": every row to unit norm; "none") and then
+``data.standardize`` (per-dimension, with statistics of the normalised training rows).
+The choice is read back from the run's saved config, the statistics from model_state, so
+``load_saes`` (sae-probe, sae-steer) applies the same transform; see ``TrainedSAE`` for
+how an L2 SAE's reconstructions are put back in the raw space.
+
 model_state: ``since_fired`` {group: (S, L) int32} samples since each latent last fired
 (dead = more than ``model.dead_window``), and ``norm`` {mean, std} when
 ``data.standardize`` is on, so a checkpoint alone rebuilds the input transform.
@@ -24,7 +30,8 @@ import numpy as np
 
 from jaxdis.data.batching import ArraySource
 from jaxdis.methods.base import Method
-from jaxdis.models.sae import TopKSAE, TrainedSAE, fvu, init_sae, stacked_sae_loss, unit_norm_decoder
+from jaxdis.models.sae import (NORMALIZE, TopKSAE, TrainedSAE, fvu, init_sae, l2_rows, stacked_sae_loss,
+                               unit_norm_decoder)
 
 log = logging.getLogger("jaxdis.sae")
 
@@ -88,6 +95,9 @@ class SAEMethod(Method):
         self.specs = sae_specs(config.model)
         self.groups = group_specs(self.specs)
         self._x: np.ndarray | None = None
+        self.normalize = str(config.data.get("normalize", "none") or "none")
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"data.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
 
     # -- data -------------------------------------------------------------------------
     def array(self) -> np.ndarray:
@@ -106,10 +116,11 @@ class SAEMethod(Method):
         return self._x
 
     def norm_stats(self) -> dict[str, np.ndarray] | None:
-        """Per-dimension mean and std of the training array, when data.standardize is on."""
+        """Per-dimension mean and std of the (normalised) training array, when data.standardize is on."""
         if not self.config.data.get("standardize", False):
             return None
         x = self.array()
+        x = l2_rows(x) if self.normalize == "l2" else x
         return {"mean": x.mean(0), "std": np.maximum(x.std(0), 1e-6 * max(float(x.std()), 1e-12))}
 
     def data(self) -> ArraySource:
@@ -130,8 +141,10 @@ class SAEMethod(Method):
     def _ks(self, group: str) -> jax.Array:
         return jnp.array([s[2] for s in self.groups[group]], jnp.int32)  # (S,)
 
-    @staticmethod
-    def _standardize(x: jax.Array, model_state) -> jax.Array:
+    def _standardize(self, x: jax.Array, model_state) -> jax.Array:
+        """Raw batch → the SAE's input: L2-normalised rows (data.normalize), then standardised."""
+        if self.normalize == "l2":
+            x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
         if "norm" not in model_state:
             return x
         return (x - model_state["norm"]["mean"]) / model_state["norm"]["std"]
@@ -172,7 +185,7 @@ class SAEMethod(Method):
 
     # -- evaluation -------------------------------------------------------------------
     def trained(self, params, model_state) -> list[TrainedSAE]:
-        """Each SAE alone, as host arrays with its standardisation."""
+        """Each SAE alone, as host arrays with its input transform."""
         norm = model_state.get("norm") if isinstance(model_state, dict) else None
         mean = None if norm is None else np.asarray(norm["mean"], np.float32)
         std = None if norm is None else np.asarray(norm["std"], np.float32)
@@ -180,16 +193,17 @@ class SAEMethod(Method):
         for group, specs in self.groups.items():
             stacked = jax.tree.map(np.asarray, params[group])
             for i, (name, _, k, seed) in enumerate(specs):
-                out.append(TrainedSAE(name, k, {kk: v[i] for kk, v in stacked.items()}, mean, std, seed))
+                out.append(TrainedSAE(name, k, {kk: v[i] for kk, v in stacked.items()}, mean, std, seed,
+                                      self.normalize))
         return out
 
     def evaluate(self, params, model_state, step, workdir):
-        """FVU and L0 over the whole array; dead = fires on no row of it."""
+        """FVU (in the SAE's input space) and L0 over the whole array; dead = fires on no row of it."""
         x = self.array()
         results = {}
         for sae in self.trained(params, model_state):
             z = sae.latents(x)
-            xs = sae.standardize(x)
+            xs = sae.prepare(x)
             x_hat = z @ sae.decoder + sae.params["b_pre"]
             results[f"fvu/{sae.name}"] = float(fvu(jnp.asarray(xs), jnp.asarray(x_hat)))
             results[f"l0/{sae.name}"] = float((z > 0).sum(1).mean())

@@ -338,16 +338,39 @@ def unit_norm_decoder(inner: optax.GradientTransformation) -> optax.GradientTran
 # A trained SAE for analysis (host side)
 
 
+NORMALIZE = ("none", "l2")
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its Euclidean norm (rows of zeros stay zero)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 @dataclasses.dataclass
 class TrainedSAE:
-    """One trained SAE with its input standardisation; numpy in, numpy out, chunked."""
+    """One trained SAE with its input transform; numpy in, numpy out, chunked.
+
+    Input transform, in order: ``normalize`` ("l2": each row to unit norm) then per-dimension
+    standardisation (``mean``/``std``, computed on the normalised rows). The SAE sees
+    ``prepare(x)``. ``decode`` undoes the standardisation; an L2 row norm cannot be
+    recovered from the latents, so ``decode(z)`` is a reconstruction of the *unit-norm*
+    row, and ``decode(z, like=x)`` puts it back at the norms of the raw rows ``x`` the
+    latents came from (the raw space: FVU, saved reconstructions, steering). Cosine
+    scoring (EER) is scale-free, so it is the same either way.
+    """
 
     name: str                              # as in its run's metrics (k32_s0)
     k: int
     params: dict[str, np.ndarray]          # b_pre, W_enc, b_enc, W_dec of this SAE alone
-    mean: np.ndarray | None = None         # per-dimension standardisation (None: raw input)
+    mean: np.ndarray | None = None         # per-dimension standardisation (None: none)
     std: np.ndarray | None = None
     seed: int = 0
+    normalize: str = "none"                # "l2": rows to unit norm before standardisation
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
 
     @property
     def label(self) -> str:
@@ -368,12 +391,25 @@ class TrainedSAE:
         return np.asarray(self.params["W_dec"])
 
     def raw_direction(self, j: int) -> np.ndarray:
-        """(d,) what one unit of latent j adds to a raw (unstandardised) embedding."""
+        """(d,) what one unit of latent j adds to an unstandardised input row (for an L2
+        SAE: to the unit-norm row; times the row's norm in the raw space)."""
         w = np.asarray(self.params["W_dec"][j], np.float32)
         return w if self.std is None else w * self.std
 
     def _model(self) -> TopKSAE:
         return TopKSAE(self.d, self.n_latents, self.k)
+
+    def normalize_rows(self, x: np.ndarray) -> np.ndarray:
+        """Raw rows → the unstandardised space the SAE works in (unit norm for L2)."""
+        x = np.asarray(x, np.float32)
+        return l2_rows(x) if self.normalize == "l2" else x
+
+    def row_scale(self, x: np.ndarray) -> np.ndarray:
+        """(N, 1) factor from normalize_rows' space back to raw rows (their norms for L2; 1)."""
+        x = np.asarray(x, np.float32)
+        if self.normalize != "l2":
+            return np.ones((len(x), 1), np.float32)
+        return np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
     def standardize(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -381,6 +417,10 @@ class TrainedSAE:
 
     def unstandardize(self, x: np.ndarray) -> np.ndarray:
         return x if self.mean is None else x * self.std + self.mean
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Raw rows → the SAE's input (normalised, then standardised)."""
+        return self.standardize(self.normalize_rows(x))
 
     def _chunks(self, fn, x: np.ndarray, chunk: int) -> np.ndarray:
         """fn over fixed-size chunks (the last one zero-padded: one compile)."""
@@ -396,16 +436,21 @@ class TrainedSAE:
         """Dense (N, L) latent activations of raw inputs x (N, d)."""
         fn = _dense_latents_fn(self.d, self.n_latents, self.k)
         params = jax.tree.map(jnp.asarray, self.params)
-        return self._chunks(lambda xb: fn(params, xb), self.standardize(x), chunk)
+        return self._chunks(lambda xb: fn(params, xb), self.prepare(x), chunk)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Raw-space reconstruction from dense latents z (N, L)."""
+    def decode(self, z: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+        """Reconstruction from dense latents z (N, L), unstandardised.
+
+        like: the raw rows (N, d) z was computed from; for an L2 SAE the reconstruction is
+        scaled by their norms (raw space). Without it an L2 SAE returns the reconstruction
+        of the unit-norm rows. No effect without L2 normalisation."""
         w, b = np.asarray(self.params["W_dec"]), np.asarray(self.params["b_pre"])
-        return self.unstandardize(np.asarray(z, np.float32) @ w + b)
+        out = self.unstandardize(np.asarray(z, np.float32) @ w + b)
+        return out if like is None else out * self.row_scale(like)
 
     def reconstruct(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Raw-space x̂ of raw x (N, d)."""
-        return self.decode(self.latents(x, chunk))
+        """Raw-space x̂ of raw x (N, d) (for L2: at each row's own norm)."""
+        return self.decode(self.latents(x, chunk), like=x)
 
 
 @functools.lru_cache(maxsize=None)

@@ -103,8 +103,9 @@ def _numeric(series) -> bool:
 
 
 def sae_metrics(sae, x: np.ndarray, z: np.ndarray) -> dict[str, float]:
-    """FVU (raw space), L0 and dead fraction (fires on no row) of one SAE on x."""
-    x_hat = sae.decode(z)
+    """FVU (raw space; an L2 SAE's reconstruction at each row's norm), L0 and dead
+    fraction (fires on no row) of one SAE on x."""
+    x_hat = sae.decode(z, like=x)
     fvu = float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
     return {"fvu": fvu, "l0": float((z > 0).sum(1).mean()), "dead_frac": float(((z > 0).sum(0) == 0).mean())}
 
@@ -208,9 +209,10 @@ def run(args) -> dict:
 
     if args.save_reconstruction:
         os.makedirs(os.path.dirname(os.path.abspath(args.save_reconstruction)), exist_ok=True)
-        np.save(args.save_reconstruction, primary.decode(latents[primary.label]).astype(np.float32))
+        np.save(args.save_reconstruction, primary.decode(latents[primary.label], like=x).astype(np.float32))
     if not args.no_verify and args.group_col in table.columns:
-        v = verify_metrics(x, primary.decode(latents[primary.label]), table[args.group_col].to_numpy(), args.seed)
+        v = verify_metrics(x, primary.decode(latents[primary.label], like=x), table[args.group_col].to_numpy(),
+                           args.seed)
         metrics["verify"] = v
         print(f"verify ({args.group_col}): EER original {100 * v['original']['eer']:.2f} %, reconstructed "
               f"{100 * v['reconstructed']['eer']:.2f} % ({v['eer_delta_points']:+.2f} points)")

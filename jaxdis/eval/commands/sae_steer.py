@@ -73,10 +73,12 @@ def steering_latent(z: np.ndarray, labels: np.ndarray, target: str, fit: np.ndar
 
 def steer_values(sae, x: np.ndarray, z: np.ndarray, j: int, goal: float, typical: float, args,
                  strength: float = 1.0) -> np.ndarray:
-    """New values (N,) of latent j for raw rows x (N, d) with latents z (N, L).
+    """New values (N,) of latent j for rows x (N, d) with latents z (N, L).
 
-    match: each row's value is moved until its projection on latent j's raw-space decoder
-    direction equals `goal` (the target class's mean projection), clipped at 0: the
+    x is in the SAE's unstandardised input space (``sae.normalize_rows``: the raw rows, or
+    unit-norm rows for an L2 SAE). match: each row's value is moved until its projection on
+    latent j's decoder direction in that space equals `goal` (the target class's mean
+    projection, same space), clipped at 0: the
     class difference along this one latent. typical: `typical` × --scale (the paper's
     edit). --value: that value. `strength` scales the edit (the sweep).
     """
@@ -85,7 +87,7 @@ def steer_values(sae, x: np.ndarray, z: np.ndarray, j: int, goal: float, typical
         return zj + strength * (float(args.value) - zj)
     if args.mode == "typical":
         return zj + strength * (typical * args.scale - zj)
-    w = sae.raw_direction(j)  # (d,) raw-space change per unit of latent j
+    w = sae.raw_direction(j)  # (d,) change per unit of latent j (unstandardised input space)
     norm = max(float(np.linalg.norm(w)), 1e-12)
     delta = (goal - np.asarray(x, np.float64) @ (w / norm)) / norm  # (N,)
     return np.maximum(zj + strength * delta, 0.0).astype(np.float32)
@@ -99,19 +101,20 @@ def steer_class(sae, x: np.ndarray, z: np.ndarray, labels: np.ndarray, target: s
     on = z[fit & y, j]
     typical = float(on[on > 0].mean()) if (on > 0).any() else 0.0
     w = sae.raw_direction(j)
-    goal = float(np.mean(x[fit & y] @ (w / max(float(np.linalg.norm(w)), 1e-12))))
+    xin = sae.normalize_rows(x)  # the space w lives in (x itself unless the SAE L2-normalises)
+    goal = float(np.mean(xin[fit & y] @ (w / max(float(np.linalg.norm(w)), 1e-12))))
     keep = not args.no_keep_error
 
     pred0 = clf.predict(x)
     source = test & ~y & (pred0 == labels)  # held-out utterances of other classes, classified right
     if not source.any():
         return {}, {}
-    xs, zs = x[source], z[source]
+    xs, zs, xins = x[source], z[source], xin[source]
     centroid_t = x[fit & y].mean(0)
     centroid_s = x[fit & ~y].mean(0)  # the other classes' fit rows (one class if binary)
 
     def edited(strength: float) -> tuple[np.ndarray, np.ndarray]:
-        values = steer_values(sae, xs, zs, j, goal, typical, args, strength)
+        values = steer_values(sae, xins, zs, j, goal, typical, args, strength)
         return lat.steer(sae, xs, j, value=values, keep_error=keep), values
 
     after, values = edited(1.0)
