@@ -14,6 +14,7 @@ PyTorch variant.
     python benchmarks/sae.py                               # d 256, L 8192, k 32, batch 4096
     python benchmarks/sae.py --dead 0 --steps 3 --repeats 3
     python benchmarks/sae.py --latents 1024 --batch 512 --steps 2 --repeats 1   # quick
+    python benchmarks/sae.py --sparse-impl both            # jaxdis's scan and batched row ops side by side
 
 Runs on JAX's and torch's default devices (a GPU when there is one).
 """
@@ -40,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="alternating JAX/PyTorch rounds")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--torch-decode", choices=["sparse", "dense", "both"], default="both")
+    p.add_argument("--sparse-impl", choices=["auto", "scan", "batched", "both"], default="auto",
+                   help="jaxdis's row gathers/scatters (configs/sae.py model.sparse_impl); both: time each")
     return p.parse_args(argv)
 
 
@@ -94,7 +97,7 @@ def torch_sae(d: int, n_latents: int, k: int, k_aux: int, dead: int, decode: str
 # jaxdis
 
 
-def jax_step(args, x):
+def jax_step(args, x, sparse_impl: str = "auto"):
     """The trainer's jitted update on SAEMethod, with `dead` latents kept dead each call."""
     import jax
     import jax.numpy as jnp
@@ -107,6 +110,7 @@ def jax_step(args, x):
     c = get_config()
     c.model.n_latents, c.model.saes = args.latents, [(args.k, 0)]
     c.train.batch_size = args.batch
+    c.model.sparse_impl = sparse_impl
     method = SAEMethod(c)
     method._x = x
     tx = method.optimizer(100)
@@ -135,23 +139,24 @@ def main(argv=None):
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     k_aux = args.d // 2
 
-    runners = {"jax": jax_step(args, x)}
+    impls = ["scan", "batched"] if args.sparse_impl == "both" else [args.sparse_impl]
+    runners = {("jax" if len(impls) == 1 else f"jax_{i}"): jax_step(args, x, i) for i in impls}
     decodes = ["sparse", "dense"] if args.torch_decode == "both" else [args.torch_decode]
     torch_steps = {f"torch_{m}": torch_sae(args.d, args.latents, args.k, k_aux, args.dead, m, device)
                    for m in decodes}
 
     def run(name, n):
-        if name == "jax":
+        if name in runners:
             out = None
             for _ in range(n):
-                out = runners["jax"]()
+                out = runners[name]()
             jax.block_until_ready(out)
         else:
             for _ in range(n):
                 torch_steps[name](xt)
             sync()
 
-    names = ["jax", *torch_steps]
+    names = [*runners, *torch_steps]
     for name in names:
         run(name, args.warmup)
     times = {n: [] for n in names}
@@ -167,9 +172,10 @@ def main(argv=None):
     med = {n: statistics.median(t) for n, t in times.items()}
     for name in names:
         print(f"  {name:13s} {1 / med[name]:8.3f} steps/s   ({med[name] * 1e3:8.1f} ms/step, median of {args.repeats})")
-    best_torch = min((n for n in names if n != "jax"), key=med.get)
-    ratio = med[best_torch] / med["jax"]
-    print(f"ratio jax / {best_torch} (steps/s): {ratio:.2f}x")
+    best_torch = min(torch_steps, key=med.get)
+    best_jax = min(runners, key=med.get)
+    ratio = med[best_torch] / med[best_jax]
+    print(f"ratio {best_jax} / {best_torch} (steps/s): {ratio:.2f}x")
     return {"ratio": ratio, **{f"{n}_steps_per_s": 1 / m for n, m in med.items()}}
 
 

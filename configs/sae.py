@@ -33,6 +33,7 @@ def get_config(arg: str | None = None):
         median_iters=100,            # Weiszfeld iterations for b_pre
         matryoshka=(),               # nested prefixes as fractions of L, e.g. (1/64, 1/16, 1/4): the first
                                      # latents must reconstruct alone (Bussmann et al. 2025); () off
+        sparse_impl="auto",          # row gathers/scatters: "scan" (CPU), "batched" (GPU/TPU), "auto" picks
     )
     c.optim.lr = 1e-3
     c.train.steps = 3000

@@ -1,6 +1,8 @@
 """TopK SAE pieces: geometric median, sparse ops, AuxK, dead tracking, unit-norm decoder,
 vmapped SAEs equal to separate ones, and the single-latent ranking."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 from ml_collections import ConfigDict
 
 from jaxdis.eval import latents as lat
-from jaxdis.models.sae import (TopKSAE, aux_cap, fired_latents, gather_dot, gather_sum, geometric_median, init_sae,
-                               sae_loss, stacked_sae_loss, unit_norm_decoder)
+from jaxdis.models import sparse_rows
+from jaxdis.models.sae import (TopKSAE, aux_cap, fired_latents, geometric_median, init_sae, sae_loss,
+                               stacked_sae_loss, unit_norm_decoder)
 
 
 def test_geometric_median_is_the_weiszfeld_fixed_point():
@@ -29,7 +32,10 @@ def test_geometric_median_is_the_weiszfeld_fixed_point():
     assert cost(m) <= min(cost(m + d) for d in ([1e-2, 0], [-1e-2, 0], [0, 1e-2], [0, -1e-2]))
 
 
-def test_sparse_gather_ops_and_their_gradients_match_dense():
+@pytest.mark.parametrize("impl", ["scan", "batched"])
+def test_sparse_gather_ops_and_their_gradients_match_dense(impl):
+    gather_sum = functools.partial(sparse_rows.gather_sum, impl=impl)
+    gather_dot = functools.partial(sparse_rows.gather_dot, impl=impl)
     r = jax.random.split(jax.random.PRNGKey(0), 4)
     w, v, y = jax.random.normal(r[0], (20, 6)), jax.random.normal(r[1], (9, 3)), jax.random.normal(r[2], (9, 6))
     idx = jax.random.randint(r[3], (9, 3), 0, 20)
@@ -91,6 +97,24 @@ def test_auxk_uses_stopped_residual_without_bias_and_only_dead_latents():
     assert len(dead_idx) <= aux_cap(model) < 32
     for name in g_full:
         np.testing.assert_allclose(g_compact[name], g_full[name], rtol=1e-6, atol=1e-7)
+
+
+def test_batched_sparse_impl_gives_the_scan_loss_and_gradients():
+    """The GPU path (one gather / scatter-add of all B·K rows) against the CPU scan, AuxK on."""
+    model, x, p = _sae()
+    since = jnp.zeros((32,), jnp.int32).at[jnp.array([2, 3, 11, 29])].set(1000)
+    grads = {}
+    for impl in ("scan", "batched"):
+        m = model.clone(sparse_impl=impl)
+        (loss, metrics), g = jax.jit(jax.value_and_grad(lambda q: sae_loss(m, q, x, 4, since, 100)[:2],
+                                                        has_aux=True))(p)
+        assert float(metrics["auxk"]) > 0
+        grads[impl] = (loss, g)
+    np.testing.assert_allclose(grads["batched"][0], grads["scan"][0], rtol=1e-6)
+    for name in p:
+        np.testing.assert_allclose(grads["batched"][1][name], grads["scan"][1][name], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="sparse_impl"):
+        sparse_rows.resolve("dense")
 
 
 def test_matryoshka_loss_is_the_mean_fvu_of_nested_prefixes():

@@ -136,7 +136,7 @@ class SAEMethod(Method):
         fractions = self.config.model.get("matryoshka", ()) or ()
         prefixes = tuple(sorted({max(1, int(round(f * n_latents))) for f in fractions} - {n_latents}))
         return TopKSAE(d=d, n_latents=n_latents, k_max=max(s[2] for s in specs), k_aux=min(k_aux, n_latents),
-                       prefixes=prefixes)
+                       prefixes=prefixes, sparse_impl=self.config.model.get("sparse_impl", "auto"))
 
     def _ks(self, group: str) -> jax.Array:
         return jnp.array([s[2] for s in self.groups[group]], jnp.int32)  # (S,)

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdis.models.sparse_rows import gather_dot, gather_sum
+
 PyTree = Any
 
 
@@ -55,65 +57,6 @@ def _unit_rows_init(rng: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -
 
 
 # ---------------------------------------------------------------------------------------
-# Sparse row operations (custom VJPs: scatter-add in place instead of dense transposes)
-
-
-def _scatter_outer(idx: jax.Array, v: jax.Array, y: jax.Array, n_rows: int) -> jax.Array:
-    """(L, d) with row idx[b, j] += v[b, j] · y[b]; a scan over j adds B rows in place."""
-
-    def body(acc, cols):
-        i_j, v_j = cols  # (B,), (B,)
-        return acc.at[i_j].add(v_j[:, None] * y), None
-
-    init = jnp.zeros((n_rows, y.shape[-1]), y.dtype)
-    return jax.lax.scan(body, init, (idx.T, v.T))[0]
-
-
-@jax.custom_vjp
-def gather_sum(w: jax.Array, idx: jax.Array, v: jax.Array) -> jax.Array:
-    """Σ_j v[b, j] · w[idx[b, j]]: (L, d), (B, K), (B, K) → (B, d) without a (B, K, d) tensor."""
-
-    def body(acc, cols):
-        i_j, v_j = cols
-        return acc + v_j[:, None] * jnp.take(w, i_j, axis=0), None
-
-    init = jnp.zeros((idx.shape[0], w.shape[-1]), jnp.result_type(w, v))
-    return jax.lax.scan(body, init, (idx.T, v.T))[0]
-
-
-@jax.custom_vjp
-def gather_dot(w: jax.Array, idx: jax.Array, y: jax.Array) -> jax.Array:
-    """w[idx[b, j]] · y[b]: (L, d), (B, K), (B, d) → (B, K); the transpose of gather_sum."""
-
-    def body(_, i_j):
-        return None, jnp.sum(jnp.take(w, i_j, axis=0) * y, axis=-1)
-
-    return jax.lax.scan(body, None, idx.T)[1].T
-
-
-def _gather_sum_fwd(w, idx, v):
-    return gather_sum(w, idx, v), (w, idx, v)
-
-
-def _gather_sum_bwd(res, g):  # g (B, d)
-    w, idx, v = res
-    return _scatter_outer(idx, v, g, w.shape[0]), None, gather_dot(w, idx, g)
-
-
-def _gather_dot_fwd(w, idx, y):
-    return gather_dot(w, idx, y), (w, idx, y)
-
-
-def _gather_dot_bwd(res, g):  # g (B, K)
-    w, idx, y = res
-    return _scatter_outer(idx, g, y, w.shape[0]), None, gather_sum(w, idx, g)
-
-
-gather_sum.defvjp(_gather_sum_fwd, _gather_sum_bwd)
-gather_dot.defvjp(_gather_dot_fwd, _gather_dot_bwd)
-
-
-# ---------------------------------------------------------------------------------------
 # The module
 
 
@@ -129,6 +72,7 @@ class TopKSAE(nn.Module):
     k_max: int        # static size of the top-k; entries ranked ≥ k are zeroed
     k_aux: int = 0    # AuxK width (≈ d/2); 0 disables AuxK
     prefixes: tuple[int, ...] = ()  # Matryoshka: nested dictionary sizes < L that must reconstruct alone
+    sparse_impl: str = "auto"       # gathers/scatters: "scan" | "batched" | "auto" (jaxdis.models.sparse_rows)
 
     def setup(self):
         self.b_pre = self.param("b_pre", nn.initializers.zeros, (self.d,))
@@ -148,7 +92,7 @@ class TopKSAE(nn.Module):
         (L,) vector; the (B, d) cotangent of the data x is then unused and compiled away.
         """
         offset = self.b_enc - self.W_enc @ self.b_pre  # (L,)
-        return gather_dot(self.W_enc, idx, x) + jnp.take(offset, idx)
+        return gather_dot(self.W_enc, idx, x, self.sparse_impl) + jnp.take(offset, idx)
 
     def encode(self, x: jax.Array, k: jax.Array | int) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(values (B, k_max), indices (B, k_max), dense pre-activations (B, L), no gradient).
@@ -164,7 +108,7 @@ class TopKSAE(nn.Module):
 
     def decode(self, vals: jax.Array, idx: jax.Array, bias: bool = True) -> jax.Array:
         """Sparse decode: Σ_j vals_j W_dec[idx_j] (+ b_pre), gathering only active rows. (B, d)."""
-        out = gather_sum(self.W_dec, idx, vals)
+        out = gather_sum(self.W_dec, idx, vals, self.sparse_impl)
         return out + self.b_pre if bias else out
 
     def auxk(self, x: jax.Array, pre: jax.Array, dead: jax.Array, cap: int = 0) -> jax.Array:
