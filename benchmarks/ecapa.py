@@ -26,6 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from benchmarks.common import torch_train_step  # noqa: E402
 from jaxdis.eval.report import print_benchmark  # noqa: E402
 from jaxdis.losses import aam_softmax  # noqa: E402
 from jaxdis.models.ecapa import Ecapa, EcapaConfig  # noqa: E402
@@ -100,18 +101,8 @@ def torch_step(cfg: EcapaConfig, x, lengths, labels, k: int, lr: float, device: 
     lt = torch.from_numpy(np.asarray(lengths)).to(device)
     yt = torch.from_numpy(np.asarray(labels)).long()[:, None].to(device)
 
-    def run():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            emb = model(xt, lt)
-            out = head(emb)
-        loss = loss_fn(out.float(), yt)
-        loss.backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    return run, sum(p.numel() for p in params)
+    return torch_train_step(lambda: head(model(xt, lt)), lambda out: loss_fn(out.float(), yt), params, opt,
+                            device, dtype)
 
 
 def main(argv=None) -> dict:

@@ -24,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from benchmarks.common import torch_train_step  # noqa: E402
 from jaxdis.eval.report import print_benchmark  # noqa: E402
 from jaxdis.masking import span_mask  # noqa: E402
 from jaxdis.methods.transformer import MaskedPredictor  # noqa: E402
@@ -117,18 +118,9 @@ def torch_step(cfg: FrameEncoderConfig, wav, span, labels, k: int, lr: float, dt
     y = torch.from_numpy(np.asarray(labels)).long().to(device)
     fwd = torch.compile(model) if compile_ else model
 
-    def run():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            h = fwd(x, mask_time_indices=m).last_hidden_state
-            logits = head(h).float()
-        loss = torch.nn.functional.cross_entropy(logits[m], y[m])
-        loss.backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    return run, sum(p.numel() for p in params)
+    return torch_train_step(lambda: head(fwd(x, mask_time_indices=m).last_hidden_state),
+                            lambda logits: torch.nn.functional.cross_entropy(logits.float()[m], y[m]), params, opt,
+                            device, dtype)
 
 
 def main(argv=None) -> dict:
