@@ -308,25 +308,8 @@ class _DenseBNR(nn.Module):
         return nn.relu(x)
 
 
-def _trunk(m, x, train: bool, canonical: bool, out: int, out_name: str):
-    """The conv and/or LSTM stack shared by Encoder and Decoder, then the output projection.
-
-    Called inside their compact ``__call__``, so its layers are named under the caller
-    (``_ConvBNR_i``, ``LSTM_i``, ``out_name``) as the Keras import expects."""
-    if m.variant in ("conv", "large"):
-        for _ in range(m.conv_layers):
-            x = _ConvBNR(m.conv, m.kernel, canonical, m.dtype)(x, train)        # (B, T, conv)
-    if m.variant in ("lstm", "large"):
-        x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C): time-major stack
-        for _ in range(m.lstm_layers):
-            x = LSTM(m.lstm, m.unroll, m.lstm_impl, canonical, True, dtype=m.dtype)(x)   # (T, B, lstm)
-        x = _dense(out, canonical, m.dtype, out_name)(x)                   # (T, B, out)
-        return jnp.swapaxes(x, 0, 1).astype(jnp.float32)                  # (B, T, out)
-    return _dense(out, canonical, m.dtype, out_name)(x).astype(jnp.float32)   # (B, T, out)
-
-
-class Encoder(nn.Module):
-    """Mel frames (B, T, n_mels) → per-frame codes (B, T, code)."""
+class _Stack(nn.Module):
+    """The layer sizes Encoder and Decoder share (Encoder's defaults; Decoder overrides some)."""
 
     variant: str = "large"
     dense: int = 512
@@ -334,45 +317,62 @@ class Encoder(nn.Module):
     conv_layers: int = 3
     lstm: int = 256
     lstm_layers: int = 3
-    code: int = 128
+    out: int = 128                       # output width: the code (Encoder), n_mels (Decoder)
     kernel: int = 5
     unroll: int = 1
     lstm_impl: str = "scan"
     canonical_dots: bool | None = None
     dtype: Any = jnp.float32
+
+    def _canonical(self) -> bool:
+        return _on_cpu() if self.canonical_dots is None else self.canonical_dots
+
+    def _trunk(self, x, train: bool, canonical: bool, out_name: str):
+        """The conv and/or LSTM stack, then the output projection (B, T, out), float32.
+
+        Called inside the subclasses' compact ``__call__``, so its layers are named under the
+        caller (``_ConvBNR_i``, ``LSTM_i``, ``out_name``) as the Keras import expects. The LSTM
+        stack runs time-major, and so does the projection after it."""
+        if self.variant in ("conv", "large"):
+            for _ in range(self.conv_layers):
+                x = _ConvBNR(self.conv, self.kernel, canonical, self.dtype)(x, train)   # (B, T, conv)
+        time_major = self.variant in ("lstm", "large")
+        if time_major:
+            x = jnp.swapaxes(x, 0, 1)                                          # (T, B, C)
+            for _ in range(self.lstm_layers):
+                x = LSTM(self.lstm, self.unroll, self.lstm_impl, canonical, True, dtype=self.dtype)(x)
+        x = _dense(self.out, canonical, self.dtype, out_name)(x)
+        return (jnp.swapaxes(x, 0, 1) if time_major else x).astype(jnp.float32)   # (B, T, out)
+
+
+class Encoder(_Stack):
+    """Mel frames (B, T, n_mels) → per-frame codes (B, T, out)."""
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        canonical = _on_cpu() if self.canonical_dots is None else self.canonical_dots
+        canonical = self._canonical()
         x = x.astype(self.dtype)
         if self.variant == "dense":
             x = _DenseBNR(self.dense, canonical, dtype=self.dtype)(x, train)
-        return _trunk(self, x, train, canonical, self.code, "embed")
+        return self._trunk(x, train, canonical, "embed")
 
 
-class Decoder(nn.Module):
-    """Concatenated codes (B, T, 2·code) → mel frames (B, T, n_mels)."""
+class Decoder(_Stack):
+    """Concatenated codes (B, T, 2·code) → mel frames (B, T, out = n_mels)."""
 
-    variant: str = "large"
     dense: int = 1024
-    conv: int = 512
     conv_layers: int = 2
     lstm: int = 512
     lstm_layers: int = 2
-    n_mels: int = 80
-    kernel: int = 5
-    unroll: int = 1
-    lstm_impl: str = "scan"
-    canonical_dots: bool | None = None
-    dtype: Any = jnp.float32
+    out: int = 80
 
     @nn.compact
     def __call__(self, z, train: bool = False):
-        canonical = _on_cpu() if self.canonical_dots is None else self.canonical_dots
+        canonical = self._canonical()
         x = z.astype(self.dtype)
         if self.variant == "dense":
             x = _dense(self.dense, canonical, self.dtype, "Dense_0")(x)        # linear, as in the notebook
-        return _trunk(self, x, train, canonical, self.n_mels, "out")
+        return self._trunk(x, train, canonical, "out")
 
 
 class AutodecomposeModel(nn.Module):
