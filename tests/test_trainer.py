@@ -60,6 +60,11 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     assert params_equal(a["opt_state"], b["opt_state"])
     assert params_equal(a["model_state"], b["model_state"])
 
+    # Resuming with a different config says what changed.
+    more = run_python(_train_cmd(full, "--config.train.steps=220"))
+    assert more.returncode == 0 and "changed config (train.steps: 200 → 220)" in more.stderr, more.stderr[-2000:]
+    assert int(ckpt.restore_raw(str(full))["step"]) == 220
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -69,6 +69,32 @@ def save_config(workdir: str, config: ConfigDict) -> None:
     os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
 
 
+def config_changes(old: dict, new: ConfigDict) -> list[str]:
+    """"key: old → new" for every dotted key whose value differs between a workdir's saved
+    config (as read from config.json) and `new` (compared as JSON, as saved)."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(old), flat(json.loads(new.to_json_best_effort()))
+    return [f"{k}: {a.get(k, '(unset)')} → {b.get(k, '(unset)')}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
+
+
+def saved_config(workdir: str) -> dict | None:
+    """The config.json a previous run left in `workdir`, as a dict; None if there is none."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_config(workdir: str) -> ConfigDict:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):

@@ -78,6 +78,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> TrainState:
     state = init_state(method, tx, mesh, config.seed, put_batch(source.batch(0, shard, num_shards), mesh))
 
     is_main = jax.process_index() == 0
+    previous = ckpt.saved_config(workdir)
     if is_main:
         ckpt.save_config(workdir, config)
     mngr = ckpt.manager(workdir, tcfg.keep_checkpoints)
@@ -85,6 +86,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> TrainState:
     if start is not None:
         state = ckpt.restore_into(mngr, start, state)
         log.info("resumed from %s at step %d", workdir, start)
+        changes = ckpt.config_changes(previous, config) if previous else []
+        if changes:
+            log.warning("resuming at step %d with a changed config (%s); the learning-rate schedule is a "
+                        "function of train.steps and optim.*, so a change there changes it from this step on",
+                        start, "; ".join(changes))
     elif config.get("init_from"):
         raw = ckpt.restore_raw(config.init_from)
         state = with_params(state, raw["params"], raw["model_state"], tx, mesh)
