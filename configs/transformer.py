@@ -66,10 +66,13 @@ def get_config(arg: str | None = None):
         probe_all_layers=True,         # probes also on every hidden state y^0 … y^L, plus the best layer
         content_label="sentence",      # corpus column the content probe predicts
         probe_speakers=8,              # held-out speakers whose utterances the probes use (0: all)
-        probe_test_frac=0.25,          # content probe: fraction of those speakers it is tested on
+        probe_folds=0,                 # content probe cross-validated over those speakers, each utterance tested
+                                       # once (0: leave one speaker out; k: k folds), s.e. clustered by speaker,
+                                       # paired with the untrained model on the same folds; None: one split
+        probe_test_frac=0.25,          # content probe with probe_folds=None: fraction of the speakers tested on
         sid_budgets=[10.0],            # seconds per speaker for the few-label speaker-ID protocol
         sid_repeats=3,
-        compare_untrained=True,        # also evaluate the untrained model (cached in the workdir)
+        compare_untrained=True,        # also evaluate the untrained model (same utterances and folds: paired)
     ))
 
     c.optim.name = "adamw"

@@ -435,17 +435,27 @@ class TransformerMethod(Method):
                                         if held else None)
         return self._cache["probe_set"]
 
-    def probes(self, params) -> dict[str, float]:
+    def probes(self, params, baseline_params=None) -> dict[str, float]:
         """Content probe (sentence identity) and speaker ID from mean-pooled frames of
         held-out speakers (voices the model never trained on).
 
-        Content: ``jaxdis.eval.probes.probe_accuracy`` with the speakers as groups, so the
-        probe is tested on voices it was not fitted on either. Speaker ID: the shared
-        few-label protocol (``speaker_id_f1``). Both also for the input's mean and std over
-        time ("input"), a baseline without any model. With ``eval.probe_all_layers`` every
-        hidden state y^0 … y^L is probed (y^0: the input of layer 1) and the best layer's
-        scores are reported as ``content_acc.best`` / ``speaker_f1.best`` beside its index."""
-        from jaxdis.eval.probes import probe_accuracy
+        Content, with ``eval.probe_folds`` set (≥ 0): cross-validated over the probe speakers
+        (``jaxdis.eval.probes.probe_correct``; 0 = leave one speaker out), so every utterance is
+        tested once by a probe fitted on other voices; ``content_acc.<name>`` is that accuracy and
+        ``content_acc.<name>.se`` its standard error clustered by speaker. Without the field (run
+        configs from before it): one split, ``probe_accuracy`` with the speakers as groups and
+        ``eval.probe_test_frac`` of them tested. Speaker ID: the shared few-label protocol
+        (``speaker_id_f1``). Both also for the input's mean and std over time ("input"), a
+        baseline without any model. With ``eval.probe_all_layers`` every hidden state
+        y^0 … y^L is probed (y^0: the input of layer 1) and the best layer's scores are
+        reported as ``content_acc.best`` / ``speaker_f1.best`` beside its index.
+
+        `baseline_params` (the untrained model): its scores too, under ``untrained.``, on the
+        same utterances, folds and speaker-ID draws; with folds, the paired difference
+        ``content_acc.<name>.delta_vs_untrained`` (trained − untrained, same utterances) and
+        ``content_acc.<name>.delta_se`` (clustered by speaker), also for ``best`` (each
+        model's best layer)."""
+        from jaxdis.eval.probes import clustered_se, probe_accuracy, probe_correct
         from jaxdis.eval.speaker_id import speaker_id_f1
 
         probe_set = self._probe_set()
@@ -455,49 +465,82 @@ class TransformerMethod(Method):
         layers = self.eval_layers()
         if self.config.eval.get("probe_all_layers", False):
             layers = sorted(set(range(self.cfg.layers + 1)) | set(layers))
-        emb = self.embed_features(params, feats, layers=layers)
-        if self.cfg.frontend == "fbank":
-            emb["input"] = _mean_std(feats)
+        models = {"": self.embed_features(params, feats, layers=layers)}
+        if baseline_params is not None:
+            models["untrained."] = self.embed_features(baseline_params, feats, layers=layers)
+        shared = {"input": _mean_std(feats)} if self.cfg.frontend == "fbank" else {}
         speakers = kept.table["speaker"].astype(str).to_numpy()
-        col, out = self.config.eval.content_label, {}
-        for name, x in emb.items():
-            if col and col in kept.table.columns and len(set(speakers)) > 1:
-                out[f"content_acc.{name}"] = probe_accuracy(x, kept.table[col].to_numpy(), groups=speakers,
-                                                            test_frac=float(self.config.eval.probe_test_frac))
-            res = speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float),
-                                budgets=tuple(self.config.eval.sid_budgets), repeats=int(self.config.eval.sid_repeats),
-                                seed=0)
-            for r in res:
-                out[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
-        budget = f".{self.config.eval.sid_budgets[0]:g}s"
-        for kind, suffix in (("content_acc", ""), ("speaker_f1", budget)):
-            per_layer = {l: out[f"{kind}.layer{l}{suffix}"] for l in layers if f"{kind}.layer{l}{suffix}" in out}
-            if len(per_layer) > 1:
-                best = max(per_layer, key=per_layer.get)
-                out[f"{kind}.best"], out[f"{kind}.best_layer"] = per_layer[best], float(best)
+        col, e = self.config.eval.content_label, self.config.eval
+        folds = e.get("probe_folds", None)
+        content = bool(col and col in kept.table.columns and len(set(speakers)) > 1)
+        labels = kept.table[col].to_numpy() if content else None
+        out, correct = {}, {}
+        for prefix, emb in models.items():
+            for name, x in emb.items():
+                if content and folds is None:
+                    out[f"{prefix}content_acc.{name}"] = probe_accuracy(x, labels, groups=speakers,
+                                                                        test_frac=float(e.probe_test_frac))
+                elif content:
+                    c = correct[prefix, name] = probe_correct(x, labels, speakers, n_folds=int(folds), seed=self.config.seed)
+                    out[f"{prefix}content_acc.{name}"] = float(c.mean())
+                    out[f"{prefix}content_acc.{name}.se"] = clustered_se(c, speakers)
+                for r in speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float), budgets=tuple(e.sid_budgets),
+                                       repeats=int(e.sid_repeats), seed=0):
+                    out[f"{prefix}speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
+        for name, x in shared.items():   # the same for every model: scored once, reported under each prefix
+            res = {}
+            if content and folds is None:
+                res[f"content_acc.{name}"] = probe_accuracy(x, labels, groups=speakers, test_frac=float(e.probe_test_frac))
+            elif content:
+                c = probe_correct(x, labels, speakers, n_folds=int(folds), seed=self.config.seed)
+                res[f"content_acc.{name}"], res[f"content_acc.{name}.se"] = float(c.mean()), clustered_se(c, speakers)
+            for r in speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float), budgets=tuple(e.sid_budgets),
+                                   repeats=int(e.sid_repeats), seed=0):
+                res[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
+            out.update({f"{prefix}{k}": v for prefix in models for k, v in res.items()})
+        budget = f".{e.sid_budgets[0]:g}s"
+        best_of = {}
+        for prefix in models:
+            for kind, suffix in (("content_acc", ""), ("speaker_f1", budget)):
+                per_layer = {l: out[f"{prefix}{kind}.layer{l}{suffix}"] for l in layers
+                             if f"{prefix}{kind}.layer{l}{suffix}" in out}
+                if len(per_layer) > 1:
+                    best = best_of[prefix, kind] = max(per_layer, key=per_layer.get)
+                    out[f"{prefix}{kind}.best"], out[f"{prefix}{kind}.best_layer"] = per_layer[best], float(best)
+        if "untrained." in models and correct:
+            pairs = [(n, n, n) for n in models[""]]
+            if ("", "content_acc") in best_of and ("untrained.", "content_acc") in best_of:
+                pairs.append(("best", f"layer{best_of['', 'content_acc']}", f"layer{best_of['untrained.', 'content_acc']}"))
+            for key, mine, theirs in pairs:
+                d = correct["", mine].astype(np.float64) - correct["untrained.", theirs]
+                out[f"content_acc.{key}.delta_vs_untrained"] = float(d.mean())
+                out[f"content_acc.{key}.delta_se"] = clustered_se(d, speakers)
         return out
 
+    def untrained_params(self):
+        """(params, model_state) of the untrained model: the trainer's step-0 init (same seed)."""
+        init_rng, _ = jax.random.split(jax.random.PRNGKey(self.config.seed))
+        return jax.jit(self.init)(init_rng, self.data().batch(0))
+
     def evaluate(self, params, model_state, step, workdir):
-        """Held-out masked CE, content probe and speaker ID; the same for the untrained
-        model (same seed and init as step 0), computed once and cached in the workdir."""
-        out = {**self.heldout_masked_ce(params, model_state), **self.probes(params)}
+        """Held-out masked CE, content probe and speaker ID; the same for the untrained model
+        (same seed and init as step 0) under ``untrained.``, its probes on the same utterances,
+        folds and draws (paired), also written to ``<workdir>/untrained_eval.json``."""
+        if "targets" not in self._cache and "targets" in model_state:
+            # a restored run: its k-means as saved (the untrained model's init needs no refit)
+            self._cache["targets"] = jax.device_get(model_state["targets"])
+        out = dict(self.heldout_masked_ce(params, model_state))
         if not self.config.eval.compare_untrained:
-            return out
-        path = os.path.join(workdir, "untrained_eval.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                base = json.load(f)
-        else:
-            init_rng, _ = jax.random.split(jax.random.PRNGKey(self.config.seed))
-            p0, s0 = jax.jit(self.init)(init_rng, self.data().batch(0))
-            base = {**self.heldout_masked_ce(p0, s0), **self.probes(p0)}
-            base = {k: float(v) for k, v in base.items()}
-            if jax.process_index() == 0:
-                os.makedirs(workdir, exist_ok=True)
-                with open(path, "w") as f:
-                    json.dump(base, f, indent=2)
-        out.update({f"untrained.{k}": v for k, v in base.items()})
-        return {k: float(v) for k, v in out.items()}
+            return {k: float(v) for k, v in {**out, **self.probes(params)}.items()}
+        p0, s0 = self.untrained_params()
+        out.update({f"untrained.{k}": v for k, v in self.heldout_masked_ce(p0, s0).items()})
+        out.update(self.probes(params, baseline_params=p0))
+        out = {k: float(v) for k, v in out.items()}
+        if jax.process_index() == 0:
+            os.makedirs(workdir, exist_ok=True)
+            with open(os.path.join(workdir, "untrained_eval.json"), "w") as f:
+                json.dump({k[len("untrained."):]: v for k, v in out.items() if k.startswith("untrained.")}, f, indent=2)
+        return out
 
 
 def _pad_batch(seqs: list[np.ndarray], length: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
