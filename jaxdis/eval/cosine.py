@@ -168,10 +168,7 @@ def group_mean_matrix(X, labels) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_histograms(stats: dict[str, CosineStats], path: str, title: str = "") -> str:
     """Same-group vs different-group histograms, one panel per variant (e.g. audio, residual)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdis.eval.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, len(stats), figsize=(5 * len(stats), 3.6), squeeze=False)
     for ax, (name, st) in zip(axes[0], stats.items()):
@@ -185,18 +182,12 @@ def plot_histograms(stats: dict[str, CosineStats], path: str, title: str = "") -
     axes[0][0].set_ylabel("density")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_group_histograms(st: CosineStats, path: str, title: str, max_groups: int = 9) -> str:
     """The blog's per-voice histograms: same-group similarities of the first `max_groups` groups."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdis.eval.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(9, 4))
     centres = (st.edges[:-1] + st.edges[1:]) / 2
@@ -208,18 +199,12 @@ def plot_group_histograms(st: CosineStats, path: str, title: str, max_groups: in
     ax.set_ylabel("pairs")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_group_matrix(names, M, path: str, title: str) -> str:
     """Heatmap of the group x group mean-similarity matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdis.eval.plots import plt, save_figure
 
     size = min(12, 3 + 0.18 * len(names))
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
@@ -229,7 +214,4 @@ def plot_group_matrix(names, M, path: str, title: str) -> str:
         ax.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=6)
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -11,6 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path: str, dpi: int = 120) -> str:
+    """Tight layout, the PNG written (its folder made), the figure closed; returns `path`."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def embedding_map(embeddings: np.ndarray, labels, path: str, title: str = "", seed: int = 0,
                   max_points: int = 3000) -> str:
     """A 2-D t-SNE map of embeddings coloured by label, saved as PNG."""
@@ -33,11 +42,7 @@ def embedding_map(embeddings: np.ndarray, labels, path: str, title: str = "", se
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def f1_curves(table: dict[str, list], path: str, title: str = "Speaker ID from few labels") -> str:
@@ -54,10 +59,7 @@ def f1_curves(table: dict[str, list], path: str, title: str = "Speaker ID from f
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def duration_histogram(durations: np.ndarray, path: str, title: str = "") -> str:
@@ -67,10 +69,7 @@ def duration_histogram(durations: np.ndarray, path: str, title: str = "") -> str
     ax.set_xlabel("seconds")
     ax.set_ylabel("utterances")
     ax.set_title(f"{title}: {len(durations)} utterances, {durations.sum() / 3600:.2f} h")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def score_histogram(scores: np.ndarray, same: np.ndarray, path: str, title: str = "") -> str:
@@ -82,7 +81,4 @@ def score_histogram(scores: np.ndarray, same: np.ndarray, path: str, title: str 
     ax.set_xlabel("cosine score")
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
