@@ -12,7 +12,6 @@ Steering: set (or scale) one latent and decode; keeping the SAE's error term
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 from scipy.stats import rankdata
@@ -188,19 +187,16 @@ def relative_similarity(x: np.ndarray, target_centroid: np.ndarray, source_centr
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    """pyplot (Agg) and save_figure, imported on first use so the probes stay light."""
+    from jaxdis.eval.plots import plt, save_figure
+    return plt, save_figure
 
 
 def plot_top_latent_grid(rows: list[dict], col: str, path: str) -> str:
     """Top-latent balanced accuracy against latent count, one line per k (paper Figs. 2-3).
 
     rows: dicts with n_latents, k, balanced_acc (seeds are averaged)."""
-    plt = _plt()
+    plt, save_figure = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in sorted({r["k"] for r in rows}):
         sizes = sorted({r["n_latents"] for r in rows if r["k"] == k})
@@ -212,10 +208,7 @@ def plot_top_latent_grid(rows: list[dict], col: str, path: str) -> str:
     ax.set_title(f"One latent alone: {col}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def feature_splitting(saes: list, latents: dict, anchor: tuple[str, int], labels: np.ndarray,
@@ -243,7 +236,7 @@ def feature_splitting(saes: list, latents: dict, anchor: tuple[str, int], labels
 
 def plot_feature_splitting(rows: list[dict], classes: list[str], title: str, path: str) -> str:
     """Heatmap: latents near the anchor (rows, by SAE size) × mean activation per class."""
-    plt = _plt()
+    plt, save_figure = _plt()
     mat = np.stack([r["profile"] / max(r["profile"].max(), 1e-12) for r in rows])
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(classes) + 3), 0.35 * len(rows) + 1.5))
     im = ax.imshow(mat, aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -253,17 +246,14 @@ def plot_feature_splitting(rows: list[dict], classes: list[str], title: str, pat
     ax.set_xticklabels(classes, rotation=90, fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="mean activation / row max")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_steering(before: np.ndarray, after: np.ndarray, sweep: list[tuple[float, float]], title: str,
                   path: str) -> str:
     """Relative-similarity histograms before/after steering (paper Fig. 5) and flip rate
     against the steering scale."""
-    plt = _plt()
+    plt, save_figure = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     bins = np.linspace(min(before.min(), after.min()), max(before.max(), after.max()), 40)
     a.hist(before, bins=bins, alpha=0.6, label="before")
@@ -280,8 +270,4 @@ def plot_steering(before: np.ndarray, after: np.ndarray, sweep: list[tuple[float
     b.set_ylabel("classifier flip rate")
     b.set_ylim(-0.02, 1.02)
     b.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
