@@ -37,3 +37,28 @@ def worker_result(proc: subprocess.CompletedProcess) -> dict:
 @pytest.fixture(scope="session")
 def repo_root() -> str:
     return ROOT
+
+
+def write_planted_gender(root, *, scale_rows: bool = False):
+    """The SAE tests' planted attribute: 384 rows of 16-d sparse data (24 speakers × 16), 'female'
+    adding a fixed direction to a quarter of the speakers; scale_rows: each row then scaled by a
+    random factor in [0.3, 3], so only a row's direction carries information. Writes x.npy and
+    labels.csv (speaker, gender, half: an arbitrary split of the speakers) under `root`."""
+    import numpy as np
+
+    from jaxdis.methods.sae import synthetic_embeddings
+
+    rng = np.random.default_rng(0)
+    x = synthetic_embeddings(384, 16, 32, 1, seed=1)
+    speaker = np.repeat(np.arange(24), 16)
+    female = speaker % 4 == 0
+    u = rng.standard_normal(16)
+    x = x + 3.0 * np.outer(female, u / np.linalg.norm(u))
+    if scale_rows:
+        x = x * rng.uniform(0.3, 3.0, (len(x), 1))
+    np.save(root / "x.npy", x.astype(np.float32))
+    with open(root / "labels.csv", "w") as f:
+        f.write("speaker,gender,half\n")
+        for s, g in zip(speaker, female):
+            f.write(f"spk{s},{'female' if g else 'male'},{'a' if s < 12 else 'b'}\n")
+    return root

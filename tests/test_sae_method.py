@@ -7,25 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from jaxdis.methods.sae import synthetic_embeddings
+from conftest import write_planted_gender
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """384 rows of 16-d sparse data; 'female' adds a fixed direction to a quarter of the speakers."""
-    root = tmp_path_factory.mktemp("sae")
-    rng = np.random.default_rng(0)
-    x = synthetic_embeddings(384, 16, 32, 1, seed=1)
-    speaker = np.repeat(np.arange(24), 16)
-    female = (speaker % 4 == 0)
-    u = rng.standard_normal(16)
-    x = (x + 3.0 * np.outer(female, u / np.linalg.norm(u))).astype(np.float32)
-    np.save(root / "x.npy", x)
-    with open(root / "labels.csv", "w") as f:
-        f.write("speaker,gender,half\n")
-        for s, g in zip(speaker, female):
-            f.write(f"spk{s},{'female' if g else 'male'},{'a' if s < 12 else 'b'}\n")
-    return root
+    """conftest.write_planted_gender: a planted gender direction in sparse 16-d data."""
+    return write_planted_gender(tmp_path_factory.mktemp("sae"))
 
 
 @pytest.fixture(scope="module")

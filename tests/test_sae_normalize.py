@@ -8,27 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdis.methods.sae import synthetic_embeddings
+from conftest import write_planted_gender
 
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
-    """The planted-attribute data of test_sae_method, each row scaled by a random factor
-    in [0.3, 3]: only the direction of a row carries information."""
-    root = tmp_path_factory.mktemp("sae_l2")
-    rng = np.random.default_rng(0)
-    x = synthetic_embeddings(384, 16, 32, 1, seed=1)
-    speaker = np.repeat(np.arange(24), 16)
-    female = speaker % 4 == 0
-    u = rng.standard_normal(16)
-    x = x + 3.0 * np.outer(female, u / np.linalg.norm(u))
-    x = (x * rng.uniform(0.3, 3.0, (len(x), 1))).astype(np.float32)
-    np.save(root / "x.npy", x)
-    with open(root / "labels.csv", "w") as f:
-        f.write("speaker,gender\n")
-        for s, g in zip(speaker, female):
-            f.write(f"spk{s},{'female' if g else 'male'}\n")
-    return root
+    """conftest.write_planted_gender, each row scaled by a random factor in [0.3, 3]."""
+    return write_planted_gender(tmp_path_factory.mktemp("sae_l2"), scale_rows=True)
 
 
 @pytest.fixture(scope="module")
