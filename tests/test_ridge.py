@@ -1,6 +1,7 @@
 """Ridge: sklearn Ridge / RidgeCV parity (primal, dual, intercept, GCV, k-fold), row/column
 blocks == direct, 4-device shard sum == one device, float64 on request, clear errors."""
 
+import jax
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge, RidgeCV
@@ -140,3 +141,24 @@ def test_bad_inputs_have_clear_errors():
     for gram in ("host", "xla"):
         with pytest.raises(ValueError, match="singular Gram"):
             ridge.fit(Xw, Yw, 0.0, gram=gram)
+
+
+def test_fits_trace_their_products_at_full_precision(monkeypatch):
+    """On a GPU a float32 dot defaults to TF32 (~1e-3 relative error in a Gram): every entry
+    point traces its compiled products under default_matmul_precision("highest")."""
+    seen = []
+    for name in ("_solve_dual", "_moments_jit", "_loo_dual"):
+        inner = getattr(ridge, name)
+
+        def spy(*args, _inner=inner, _name=name, **kw):
+            seen.append((_name, jax.config.jax_default_matmul_precision))
+            return _inner(*args, **kw)
+        monkeypatch.setattr(ridge, name, spy)
+    X, Y = data(30, 8, 2)
+    Xw, Yw = data(10, 30, 2)
+    ridge.fit(X, Y, gram="xla")
+    ridge.fit(Xw, Yw, gram="xla")
+    ridge.fit_cv(Xw, Yw, (0.1, 1.0))
+    assert {n for n, _ in seen} == {"_solve_dual", "_moments_jit", "_loo_dual"}
+    assert all(p == "highest" for _, p in seen), seen
+    assert jax.config.jax_default_matmul_precision != "highest"          # nothing leaks to the caller
