@@ -46,13 +46,21 @@ def make_data(n: int, d: int, k: int, seed: int = 0):
     return X, Y
 
 
-def alternate(fns: dict, repeats: int) -> dict:
-    """Warm each callable once, then time them in turn `repeats` times; seconds per call."""
+SETTLE_S = 0.2  # untimed pause before each timed call (see alternate)
+
+
+def alternate(fns: dict, repeats: int, settle: float = SETTLE_S) -> dict:
+    """Warm each callable once, then time them in turn `repeats` times; seconds per call.
+
+    Each timed call starts after an untimed `settle` pause: OpenBLAS's worker threads keep
+    spinning for a while after a call, and on 2 cores they slowed whichever side ran next
+    (jaxdis's 10-alpha GCV: 106 ms right after sklearn's, 84 ms after a 0.2 s pause, 80 ms alone)."""
     for f in fns.values():
         f()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, f in fns.items():
+            time.sleep(settle)
             t = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t)
@@ -64,7 +72,7 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def bench_fit(n: int, d: int, k: int, repeats: int, alpha: float) -> dict:
+def bench_fit(n: int, d: int, k: int, repeats: int, alpha: float, settle: float = SETTLE_S) -> dict:
     X, Y = make_data(n, d, k)
     out = {}
 
@@ -80,7 +88,7 @@ def bench_fit(n: int, d: int, k: int, repeats: int, alpha: float) -> dict:
     fns = {"sklearn": sk, "jaxdis": jx}
     if n >= d and jax.default_backend() == "cpu":    # the default sums the Gram with the host BLAS there
         fns["jaxdis_xla"] = jx_xla
-    t = alternate(fns, repeats)
+    t = alternate(fns, repeats, settle)
     xla = {}
     if "jaxdis_xla" in t:
         xla = {"jaxdis_xla_s": statistics.median(t["jaxdis_xla"]),
@@ -92,7 +100,7 @@ def bench_fit(n: int, d: int, k: int, repeats: int, alpha: float) -> dict:
             "dual" if n < d else "primal"}
 
 
-def bench_cv(n: int, d: int, k: int, repeats: int, n_alphas: int) -> dict:
+def bench_cv(n: int, d: int, k: int, repeats: int, n_alphas: int, settle: float = SETTLE_S) -> dict:
     X, Y = make_data(n, d, k, seed=1)
     alphas = np.logspace(-2, 3, n_alphas)
     out = {}
@@ -103,7 +111,7 @@ def bench_cv(n: int, d: int, k: int, repeats: int, n_alphas: int) -> dict:
     def jx():
         out["jx"] = jax.block_until_ready(ridge.fit_cv(X, Y, alphas))
 
-    t = alternate({"sklearn": sk, "jaxdis": jx}, repeats)
+    t = alternate({"sklearn": sk, "jaxdis": jx}, repeats, settle)
     return {"case": f"cv{n_alphas}", "n": n, "sklearn_s": statistics.median(t["sklearn"]),
             "jaxdis_s": statistics.median(t["jaxdis"]), "times": t, "goal": 3.0,
             "coef_rel_diff": rel(out["jx"].coef, out["sk"].coef_.T),
@@ -111,7 +119,7 @@ def bench_cv(n: int, d: int, k: int, repeats: int, n_alphas: int) -> dict:
             "alpha": [float(out["jx"].alpha), float(out["sk"].alpha_)]}
 
 
-def phases(n: int, d: int, k: int, repeats: int) -> dict:
+def phases(n: int, d: int, k: int, repeats: int, settle: float = SETTLE_S) -> dict:
     """Where a primal fit's time goes: transfer, moments (Gram and XᵀY, by the host BLAS or by
     XLA), solve, in-sample residuals; beside NumPy's bare products (XᵀX is a syrk, as in sklearn)."""
     X, Y = make_data(n, d, k)
@@ -127,7 +135,7 @@ def phases(n: int, d: int, k: int, repeats: int) -> dict:
         "numpy XᵀX (syrk)": lambda: X.T @ X,
         "numpy XᵀY": lambda: X.T @ Y,
     }
-    t = alternate(fns, repeats)
+    t = alternate(fns, repeats, settle)
     return {name: statistics.median(v) for name, v in t.items()}
 
 
@@ -142,6 +150,9 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="n = 468, 4000; CV at 468; 2 repeats")
     p.add_argument("--phases", action="store_true", help="also time the phases of a primal fit at the largest n")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--settle", type=float, default=SETTLE_S,
+                   help="untimed pause (s) before each timed call, so neither side runs while the other's "
+                        "BLAS threads still spin; 0 to time back to back")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="limit the host BLAS (both sides) to this many threads: a per-core comparison that a "
                         "machine oversubscribed by other jobs does not distort")
@@ -161,15 +172,15 @@ def run(args) -> None:
 
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; float32, {args.d} → {args.k}, "
-          f"median of {args.repeats}, warm-up excluded"
+          f"median of {args.repeats}, warm-up excluded, {args.settle:g} s untimed pause before each call"
           + (f"; host BLAS limited to {args.blas_threads} thread(s)" if args.blas_threads else ""), flush=True)
     rows = []
     for n in sizes:
-        rows.append(bench_fit(n, args.d, args.k, args.repeats, 1.0))
+        rows.append(bench_fit(n, args.d, args.k, args.repeats, 1.0, args.settle))
         r = rows[-1]
         print(f"  fit n={n}: sklearn {r['sklearn_s']:.3f} s, jaxdis {r['jaxdis_s']:.3f} s", flush=True)
     for n in cv_sizes:
-        rows.append(bench_cv(n, args.d, args.k, args.repeats, args.alphas))
+        rows.append(bench_cv(n, args.d, args.k, args.repeats, args.alphas, args.settle))
         r = rows[-1]
         print(f"  cv n={n}: sklearn {r['sklearn_s']:.3f} s, jaxdis {r['jaxdis_s']:.3f} s", flush=True)
 
@@ -193,7 +204,7 @@ def run(args) -> None:
     result = {"rows": rows}
     if args.phases and sizes:
         n = max(sizes)
-        result["phases"] = ph = phases(n, args.d, args.k, args.repeats)
+        result["phases"] = ph = phases(n, args.d, args.k, args.repeats, args.settle)
         print(f"\nphases at n={n} (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
     if args.json:
         with open(args.json, "w") as f:
