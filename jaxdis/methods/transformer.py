@@ -474,30 +474,32 @@ class TransformerMethod(Method):
         folds = e.get("probe_folds", None)
         content = bool(col and col in kept.table.columns and len(set(speakers)) > 1)
         labels = kept.table[col].to_numpy() if content else None
-        out, correct = {}, {}
-        for prefix, emb in models.items():
-            for name, x in emb.items():
-                if content and folds is None:
-                    out[f"{prefix}content_acc.{name}"] = probe_accuracy(x, labels, groups=speakers,
-                                                                        test_frac=float(e.probe_test_frac))
-                elif content:
-                    c = correct[prefix, name] = probe_correct(x, labels, speakers, n_folds=int(folds), seed=self.config.seed)
-                    out[f"{prefix}content_acc.{name}"] = float(c.mean())
-                    out[f"{prefix}content_acc.{name}.se"] = clustered_se(c, speakers)
-                for r in speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float), budgets=tuple(e.sid_budgets),
-                                       repeats=int(e.sid_repeats), seed=0):
-                    out[f"{prefix}speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
-        for name, x in shared.items():   # the same for every model: scored once, reported under each prefix
-            res = {}
+        durations = kept.table["duration"].to_numpy(float)
+
+        def score(x, name):
+            """Content accuracy of x (with its s.e. and per-row correctness under folds) and speaker ID."""
+            res, c = {}, None
             if content and folds is None:
-                res[f"content_acc.{name}"] = probe_accuracy(x, labels, groups=speakers, test_frac=float(e.probe_test_frac))
+                res[f"content_acc.{name}"] = probe_accuracy(x, labels, groups=speakers,
+                                                            test_frac=float(e.probe_test_frac))
             elif content:
                 c = probe_correct(x, labels, speakers, n_folds=int(folds), seed=self.config.seed)
                 res[f"content_acc.{name}"], res[f"content_acc.{name}.se"] = float(c.mean()), clustered_se(c, speakers)
-            for r in speaker_id_f1(x, speakers, kept.table["duration"].to_numpy(float), budgets=tuple(e.sid_budgets),
-                                   repeats=int(e.sid_repeats), seed=0):
+            for r in speaker_id_f1(x, speakers, durations, budgets=tuple(e.sid_budgets), repeats=int(e.sid_repeats),
+                                   seed=0):
                 res[f"speaker_f1.{name}.{r.seconds:g}s"] = r.f1_mean
-            out.update({f"{prefix}{k}": v for prefix in models for k, v in res.items()})
+            return res, c
+
+        out, correct = {}, {}
+        for prefix, emb in models.items():
+            for name, x in emb.items():
+                res, c = score(x, name)
+                out.update({prefix + k: v for k, v in res.items()})
+                if c is not None:
+                    correct[prefix, name] = c
+        for name, x in shared.items():   # the same for every model: scored once, reported under each prefix
+            res = score(x, name)[0]
+            out.update({prefix + k: v for prefix in models for k, v in res.items()})
         budget = f".{e.sid_budgets[0]:g}s"
         best_of = {}
         for prefix in models:
