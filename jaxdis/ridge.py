@@ -604,7 +604,8 @@ def _alpha_chunks(a: int, per_alpha: int) -> int:
 
 def _map_chunks(fn, xs, chunk: int):
     """fn over leading-axis chunks of `xs` (pytree of (A, ...) arrays), concatenated; the ragged
-    tail is its own call."""
+    tail is its own call. Not ``jax.lax.map(..., batch_size=)``: that vmaps a per-alpha fn into a
+    batched dot, 20–70 % slower here than fn's own (C·n, n) product (n = 468, 10 alphas, CPU)."""
     a = jax.tree.leaves(xs)[0].shape[0]
     full = a // chunk * chunk
     out = []
