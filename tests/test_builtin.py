@@ -47,6 +47,18 @@ def test_voices_cross_accents_and_balanced_genders():
     assert {v.accent for v in only_us} == {"en-us"}    # accents not installed are left out
 
 
+@needs_espeak
+@pytest.mark.parametrize("name", ["default", "voices"])
+def test_shipped_recipes_give_distinct_balanced_voices(name):
+    """Every shipped recipe fits the installed variant pools: one speaker label per voice
+    (a variant repeated within an accent would merge two voices' labels)."""
+    recipe = builtin.RECIPES[name]
+    vs = builtin.voices(recipe, espeak.variant_genders())
+    assert len(vs) == len(recipe.accents) * 2 * recipe.per_gender
+    assert len({v.speaker for v in vs}) == len(vs)
+    assert sum(v.gender == "female" for v in vs) == len(vs) // 2
+
+
 def test_shaped_variant_scales_pitch_and_formants():
     text = "language variant\nname female1\ngender female 70\npitch 140 200\nformant 1 120 80 180\n"
     shape = espeak.VoiceShape(f0_scale=1.1, range_scale=0.5, formant_scale=0.95,

@@ -70,6 +70,9 @@ class Recipe:
 RECIPES = {
     "default": Recipe(ACCENTS, per_gender=3, num_sentences=len(SENTENCES)),        # 48 voices × 200
     "tiny": Recipe(("en-us", "en-gb-scotland", "en-029"), per_gender=1, num_sentences=8),  # 6 voices × 8
+    # Four times the voices at the same size, for voice-attribute probes (gender, accent)
+    # that are scored on held-out voices and need many of them: 192 voices × 25.
+    "voices": Recipe(ACCENTS, per_gender=12, num_sentences=25, seed=1),
 }
 
 
