@@ -98,7 +98,8 @@ def test_generation_is_deterministic_atomic_and_versioned(monkeypatch, tmp_path)
     assert builtin.builtin_manifest("micro", cache_dir=str(tmp_path)) == manifest     # cached
     assert os.path.getmtime(manifest) == mtime
 
-    # Same recipe, another folder: byte-identical audio.
+    # Same recipe, another folder, one voice per eSpeak data folder: byte-identical audio.
+    monkeypatch.setattr(espeak, "MAX_PRIVATE_VARIANTS", 1)
     builtin.generate(MICRO, str(tmp_path / "again"), workers=1, progress=False)
     for rel in table["path"]:
         assert (root / "micro" / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes()
@@ -120,6 +121,18 @@ def test_generation_is_deterministic_atomic_and_versioned(monkeypatch, tmp_path)
     builtin.builtin_manifest("micro", cache_dir=str(tmp_path), progress=False)
     assert pd.read_csv(manifest)["rate"].tolist() != table["rate"].tolist()
     assert sorted(os.listdir(root)) == [".micro.lock", "micro"]
+
+
+@needs_espeak
+def test_a_variant_espeak_cannot_load_is_an_error(tmp_path):
+    """Past eSpeak NG's voice-list size it silently falls back to the accent's default voice;
+    the check turns that into an error (this is what once made 192 voices sound alike)."""
+    text = espeak.shaped_variant(espeak.read_variant("f1"), espeak.VoiceShape(f0_scale=1.1), "x")
+    ok = espeak.private_data_dir(str(tmp_path / "ok"), {"jaxdis000": text})
+    espeak.check_variant_loads(ok, "en-us", "jaxdis000")
+    crowded = espeak.private_data_dir(str(tmp_path / "crowded"), {f"jaxdis{i:03d}": text for i in range(400)})
+    with pytest.raises(espeak.EspeakError, match="ignored the variant"):
+        espeak.check_variant_loads(crowded, "en-us", "jaxdis399")
 
 
 @pytest.fixture(scope="module")

@@ -184,6 +184,20 @@ def render_utterance(voice: Voice, sid: int, recipe: Recipe, out_dir: str, data_
             "noise": color, "snr_db": round(snr_db, 1), "duration": round(len(wave) / SAMPLE_RATE, 3)}
 
 
+def _private_data_dirs(vs: list[Voice], variants: dict[str, str], root: str) -> dict[str, str]:
+    """{custom variant name: eSpeak NG data folder holding it}: the voices in groups of
+    `espeak.MAX_PRIVATE_VARIANTS`, one folder each, every folder checked to load its variants."""
+    size = espeak.MAX_PRIVATE_VARIANTS
+    out = {}
+    for start in range(0, len(vs), size):
+        group = vs[start:start + size]
+        path = espeak.private_data_dir(os.path.join(root, f"{start // size:03d}"),
+                                       {v.custom: variants[v.custom] for v in group})
+        espeak.check_variant_loads(path, group[-1].accent, group[-1].custom)
+        out.update((v.custom, path) for v in group)
+    return out
+
+
 def generate(recipe: Recipe, out_dir: str, workers: int | None = None, progress: bool = True) -> str:
     """Synthesizes `recipe` into out_dir; returns the manifest path. Work runs in a few
     threads, each driving its own espeak-ng process (the heavy part)."""
@@ -194,7 +208,7 @@ def generate(recipe: Recipe, out_dir: str, workers: int | None = None, progress:
     if not vs:
         raise espeak.EspeakError(f"none of the accents {recipe.accents} is installed in eSpeak NG")
     variants = {v.custom: espeak.shaped_variant(espeak.read_variant(v.variant), v.shape, v.custom) for v in vs}
-    data_path = espeak.private_data_dir(os.path.join(out_dir, ".espeak"), variants)
+    data_paths = _private_data_dirs(vs, variants, os.path.join(out_dir, ".espeak"))
     os.makedirs(os.path.join(out_dir, "voices"))
     for v in vs:
         os.makedirs(os.path.join(out_dir, "wav", v.speaker))
@@ -208,7 +222,7 @@ def generate(recipe: Recipe, out_dir: str, workers: int | None = None, progress:
     rows = [None] * len(jobs)
     with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(jobs), desc="synthesizing", unit="utt", disable=not progress, file=sys.stderr) as bar:
-        futures = {pool.submit(render_utterance, v, sid, recipe, out_dir, data_path): i
+        futures = {pool.submit(render_utterance, v, sid, recipe, out_dir, data_paths[v.custom]): i
                    for i, (v, sid) in enumerate(jobs)}
         for fut in as_completed(futures):
             rows[futures[fut]] = fut.result()

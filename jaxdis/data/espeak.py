@@ -134,6 +134,12 @@ def _formant_factor(shape: VoiceShape, k: int) -> float:
     return shape.formant_scale * jitter
 
 
+# eSpeak NG keeps languages and variants in one fixed-size list (N_VOICES_LIST, 350 in 1.51; the
+# Debian data already fills ~230). Past it no voice loads, and `-v accent+variant` silently falls
+# back to the accent's default voice. So each private data folder holds at most this many variants.
+MAX_PRIVATE_VARIANTS = 32
+
+
 def private_data_dir(root: str, variants: dict[str, str]) -> str:
     """A copy of espeak-ng-data under `root` (symlinks) with extra variant files
     {name: text} in voices/!v; returns the folder to pass as `path=` to `synthesize`."""
@@ -152,6 +158,18 @@ def private_data_dir(root: str, variants: dict[str, str]) -> str:
         with open(os.path.join(dst, "voices", "!v", name), "w") as f:
             f.write(text)
     return root
+
+
+def check_variant_loads(path: str, accent: str, variant: str) -> None:
+    """EspeakError unless eSpeak NG really uses `variant` from the data folder `path`: its
+    synthesis must differ from the accent's default voice (a variant it cannot load gives
+    exactly that default, with no error)."""
+    text = "A short test of the voice."
+    with_variant = _run([f"--path={path}", "-v", f"{accent}+{variant}", "--stdout", "--", text]).stdout
+    default = _run([f"--path={path}", "-v", accent, "--stdout", "--", text]).stdout
+    if with_variant == default:
+        raise EspeakError(f"espeak-ng ignored the variant {variant!r} in {path} and used {accent!r}'s default "
+                          f"voice (too many voices for its list? at most {MAX_PRIVATE_VARIANTS} per folder)")
 
 
 def read_variant(name: str) -> str:
