@@ -35,7 +35,9 @@ import pandas as pd
 from jaxdis.data import espeak
 from jaxdis.data.sentences import SENTENCES
 
-RECIPE_VERSION = 2          # bump when the synthesis code changes what a recipe produces
+RECIPE_VERSION = 3          # bump when the synthesis code changes what a recipe produces
+# 3: voices named by eSpeak voice file, so en-gb voices use their variants (in 2 they were all
+#    plain en-gb), and at most espeak.MAX_PRIVATE_VARIANTS variants per data folder
 SAMPLE_RATE = 16000
 
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
@@ -84,14 +86,17 @@ class Voice:
     variant: str            # eSpeak NG base variant
     gender: str
     custom: str             # name of this voice's own variant file
+    base: str               # eSpeak NG voice file of the accent ("gmw/en"), what synthesis names
     rate: float
     word_gap: int
     shape: espeak.VoiceShape
 
 
-def voices(recipe: Recipe, genders: dict[str, str], accents: list[str] | None = None) -> list[Voice]:
+def voices(recipe: Recipe, genders: dict[str, str], accents: dict[str, str] | list[str] | None = None) -> list[Voice]:
     """The recipe's voices. Each accent gets its own slice of a seeded shuffle of the female
-    and male variant pools, so variants spread over accents and no accent repeats one."""
+    and male variant pools, so variants spread over accents and no accent repeats one.
+    `accents`: the installed ones ({accent: voice file}, or names that are their own files);
+    recipe accents not among them are left out."""
     rng = np.random.default_rng([recipe.seed, 1])
     pools = {g: [v for v in sorted(genders) if genders[v] == g and v not in EFFECT_VARIANTS]
              for g in ("female", "male")}
@@ -100,7 +105,8 @@ def voices(recipe: Recipe, genders: dict[str, str], accents: list[str] | None = 
         if len(p) < recipe.per_gender:
             raise espeak.EspeakError(f"only {len(p)} {g} eSpeak NG variants found; the recipe needs "
                                      f"{recipe.per_gender}")
-    accents = [a for a in recipe.accents if accents is None or a in accents]
+    files = accents if isinstance(accents, dict) else {a: a for a in (recipe.accents if accents is None else accents)}
+    accents = [a for a in recipe.accents if a in files]
     out = []
     for a, accent in enumerate(accents):
         for gender in ("female", "male"):
@@ -114,7 +120,7 @@ def voices(recipe: Recipe, genders: dict[str, str], accents: list[str] | None = 
                     formant_scale=round(float(rng.uniform(*recipe.formant_scale)), 3),
                     formant_jitter=tuple(round(float(x), 3) for x in
                                          1 + rng.uniform(-recipe.formant_jitter, recipe.formant_jitter, 9)))
-                out.append(Voice(k, f"{accent}+{variant}", accent, variant, gender, f"jaxdis{k:03d}",
+                out.append(Voice(k, f"{accent}+{variant}", accent, variant, gender, f"jaxdis{k:03d}", files[accent],
                                  rate=round(float(rng.uniform(*recipe.rate)), 1),
                                  word_gap=int(rng.choice(recipe.word_gap)), shape=shape))
     return out
@@ -152,7 +158,7 @@ def render_utterance(voice: Voice, sid: int, recipe: Recipe, out_dir: str, data_
     rng = np.random.default_rng([recipe.seed, 2, voice.index, sid])
     rate = int(round(voice.rate * (1 + rng.uniform(-recipe.rate_jitter, recipe.rate_jitter))))
     pitch = int(np.clip(50 + rng.integers(-recipe.pitch_jitter, recipe.pitch_jitter + 1), 0, 99))
-    voice_name = f"{voice.accent}+{voice.custom}" if data_path else f"{voice.accent}+{voice.variant}"
+    voice_name = f"{voice.base}+{voice.custom}" if data_path else f"{voice.base}+{voice.variant}"
     wave, sr = espeak.synthesize(SENTENCES[sid], voice_name, rate, pitch, voice.word_gap, path=data_path)
     wave = soxr.resample(wave.astype(np.float64), sr, SAMPLE_RATE, quality="HQ")      # (N,)
 
@@ -186,14 +192,15 @@ def render_utterance(voice: Voice, sid: int, recipe: Recipe, out_dir: str, data_
 
 def _private_data_dirs(vs: list[Voice], variants: dict[str, str], root: str) -> dict[str, str]:
     """{custom variant name: eSpeak NG data folder holding it}: the voices in groups of
-    `espeak.MAX_PRIVATE_VARIANTS`, one folder each, every folder checked to load its variants."""
+    `espeak.MAX_PRIVATE_VARIANTS`, one folder each, every voice checked to use its variant."""
     size = espeak.MAX_PRIVATE_VARIANTS
     out = {}
     for start in range(0, len(vs), size):
         group = vs[start:start + size]
         path = espeak.private_data_dir(os.path.join(root, f"{start // size:03d}"),
                                        {v.custom: variants[v.custom] for v in group})
-        espeak.check_variant_loads(path, group[-1].accent, group[-1].custom)
+        for v in group:
+            espeak.check_variant_loads(path, v.base, v.custom)
         out.update((v.custom, path) for v in group)
     return out
 
@@ -204,7 +211,7 @@ def generate(recipe: Recipe, out_dir: str, workers: int | None = None, progress:
     from tqdm.auto import tqdm
 
     genders = espeak.variant_genders()
-    vs = voices(recipe, genders, espeak.english_accents())
+    vs = voices(recipe, genders, espeak.english_voices())
     if not vs:
         raise espeak.EspeakError(f"none of the accents {recipe.accents} is installed in eSpeak NG")
     variants = {v.custom: espeak.shaped_variant(espeak.read_variant(v.variant), v.shape, v.custom) for v in vs}

@@ -56,15 +56,17 @@ def data_dir() -> str:
     return m.group(1)
 
 
-def english_accents() -> list[str]:
-    """English eSpeak NG voices (not MBROLA ones), e.g. ['en-029', 'en-gb', ..., 'en-us-nyc']."""
+def english_voices() -> dict[str, str]:
+    """{accent: voice file} of the English eSpeak NG voices (not MBROLA ones), e.g.
+    {'en-gb': 'gmw/en', 'en-us': 'gmw/en-US', ...}. Synthesis names voices by file: in 1.51
+    `-v en-gb+f4` silently ignores the variant (it speaks plain en-gb), `-v gmw/en+f4` does not."""
     out = _run(["--voices=en"], text=True).stdout
-    accents = set()
+    voices = {}
     for line in out.splitlines()[1:]:
         parts = line.split()
         if len(parts) >= 5 and parts[1].startswith("en") and not parts[4].startswith("mb/"):
-            accents.add(parts[1])
-    return sorted(accents)
+            voices.setdefault(parts[1], parts[4])
+    return dict(sorted(voices.items()))
 
 
 def variant_genders(data: str | None = None) -> dict[str, str]:
@@ -160,16 +162,16 @@ def private_data_dir(root: str, variants: dict[str, str]) -> str:
     return root
 
 
-def check_variant_loads(path: str, accent: str, variant: str) -> None:
-    """EspeakError unless eSpeak NG really uses `variant` from the data folder `path`: its
-    synthesis must differ from the accent's default voice (a variant it cannot load gives
-    exactly that default, with no error)."""
+def check_variant_loads(path: str, base: str, variant: str) -> None:
+    """EspeakError unless eSpeak NG really uses `variant` from the data folder `path` on the
+    voice `base` ("gmw/en"): the synthesis must differ from `base` alone (a variant it cannot
+    load gives exactly that, with no error)."""
     text = "A short test of the voice."
-    with_variant = _run([f"--path={path}", "-v", f"{accent}+{variant}", "--stdout", "--", text]).stdout
-    default = _run([f"--path={path}", "-v", accent, "--stdout", "--", text]).stdout
+    with_variant = _run([f"--path={path}", "-v", f"{base}+{variant}", "--stdout", "--", text]).stdout
+    default = _run([f"--path={path}", "-v", base, "--stdout", "--", text]).stdout
     if with_variant == default:
-        raise EspeakError(f"espeak-ng ignored the variant {variant!r} in {path} and used {accent!r}'s default "
-                          f"voice (too many voices for its list? at most {MAX_PRIVATE_VARIANTS} per folder)")
+        raise EspeakError(f"espeak-ng ignored the variant {variant!r} in {path} and spoke {base!r} unchanged "
+                          f"(too many voices for its list? at most {MAX_PRIVATE_VARIANTS} per folder)")
 
 
 def read_variant(name: str) -> str:
