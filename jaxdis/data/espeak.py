@@ -137,8 +137,9 @@ def _formant_factor(shape: VoiceShape, k: int) -> float:
 
 
 # eSpeak NG keeps languages and variants in one fixed-size list (N_VOICES_LIST, 350 in 1.51; the
-# Debian data already fills ~230). Past it no voice loads, and `-v accent+variant` silently falls
-# back to the accent's default voice. So each private data folder holds at most this many variants.
+# Debian data already fills ~230). Past it voices stop loading (named by file: an error; named by
+# language: a silent fall-back to the default voice), so each private data folder holds at most
+# this many variants.
 MAX_PRIVATE_VARIANTS = 32
 
 
