@@ -45,6 +45,7 @@ COL_BLOCK = 512          # target width of the Gram's column blocks (upper trian
 BLOCK_ROWS = 4096        # default row block of the Gram when n > 2 * BLOCK_ROWS
 SHIFT_ROWS = 1024        # rows whose mean shifts the data before the float32 sums
 HOST_BLOCK_ROWS = 32768  # most rows in one block of the host-BLAS Gram (gram="host")
+RAW_SPREAD = 4.0         # host Gram: largest column mean² / variance summed without a shift
 LOO_CHUNK_ELEMENTS = 1 << 23  # elements of one batched per-alpha operand in the LOO error (32 MB float32)
 
 
@@ -330,36 +331,92 @@ def _host_gram(gram: str, mesh) -> bool:
     return gram == "host" or (gram == "auto" and mesh is None and jax.default_backend() == "cpu")
 
 
+def _spread(s1, s2, n) -> float:
+    """max over columns of mean² / variance from Σa, Σa² and n (float64): summing raw float32
+    products and centring afterwards multiplies the relative error by 1 + this (cancellation).
+    A column with no spread but a non-zero mean gives inf."""
+    mean = np.asarray(s1, np.float64) / n
+    m2 = mean * mean
+    var = np.asarray(s2, np.float64) / n - m2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(var > 1e-6 * m2, m2 / var, np.where(m2 > 0, np.inf, 0.0))
+    return float(r.max(initial=0.0))
+
+
+def _head_spread(a) -> float:
+    head = np.asarray(a[:SHIFT_ROWS], np.float64)
+    return _spread(head.sum(0), (head * head).sum(0), head.shape[0])
+
+
+def _host_sums(x, y, shift_x, shift_y, rows: int, npdt):
+    """Σz, Σw, Σw², zᵀz, zᵀw of z = x - shift_x, w = y - shift_y with the host BLAS, `rows`
+    rows at a time. Shifts None: the blocks themselves (views, no copy, when already `npdt`);
+    otherwise each block is shifted into a reused buffer. zᵀz is a ``syrk``; the column sums
+    are BLAS ``gemv`` products with a ones vector; block sums are merged in float64."""
+    (n, d), k = x.shape, y.shape[1]
+    zbuf = wbuf = None
+    if shift_x is not None or x.dtype != npdt:
+        zbuf = np.empty((rows, d), npdt)
+    if shift_y is not None or y.dtype != npdt:
+        wbuf = np.empty((rows, k), npdt)
+
+    def block(a, buf, shift):
+        if buf is None:
+            return a
+        out = buf[:a.shape[0]]
+        if shift is None:
+            np.copyto(out, a, casting="unsafe")
+        else:
+            np.subtract(a, shift, out=out, casting="unsafe")
+        return out
+
+    ones = np.ones(rows, npdt)
+    zz, zw = np.zeros((d, d), npdt), np.zeros((d, k), npdt)
+    sz, sw, ww = np.zeros(d), np.zeros(k), np.zeros(k)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        z, w = block(x[s:e], zbuf, shift_x), block(y[s:e], wbuf, shift_y)
+        zz += z.T @ z                                                          # syrk
+        zw += z.T @ w
+        sz += ones[:e - s] @ z
+        sw += ones[:e - s] @ w
+        ww += np.einsum("ij,ij->j", w, w)
+    return sz, sw, ww, zz, zw
+
+
 def _host_moments(x, y, block_rows: int | None, centre: bool, dtype: str) -> Moments:
     """The same centred moments, summed by the host's BLAS in row blocks (the CPU default).
 
     On CPU, XLA's GEMM ran at ~0.8× OpenBLAS's speed per core on this project's machine, and
     XLA has no symmetric rank-k update; NumPy's ``zᵀz`` is a BLAS ``syrk`` (half the Gram's
-    FLOPs, as in sklearn). Rows are shifted by the first rows' mean block by block, in a reused
-    buffer (no centred copy of X), and the centring is then made exact as in ``_centre``."""
+    FLOPs, as in sklearn). Data whose columns sit near zero (mean² ≤ RAW_SPREAD × variance on
+    the first rows) are summed as they are, with no pass over them besides the products, and
+    centred afterwards as in ``_centre``: the float32 error grows by at most 1 + RAW_SPREAD. Data
+    far from zero are shifted by their first rows' mean block by block, in a reused buffer (no
+    centred copy of X). If the whole data turn out far from zero after all, they are summed
+    again, shifted by their means. At 100 000 × 1536 → 768, the raw sums took 0.3 s (9 %) less."""
     npdt = np.dtype(dtype)
     x, y = np.asarray(x), np.asarray(y)        # a CPU jax.Array is viewed, not copied
     n, d = x.shape
     k = y.shape[1]
     rows = min(n, block_rows or HOST_BLOCK_ROWS)
     rows = -(-n // -(-n // rows))                    # equal blocks: no short, slow tail block
-    shift_x = x[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt) if centre else np.zeros(d, npdt)
-    shift_y = y[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt) if centre else np.zeros(k, npdt)
-    zbuf, wbuf = np.empty((rows, d), npdt), np.empty((rows, k), npdt)
-    zz, zw = np.zeros((d, d), npdt), np.zeros((d, k), npdt)
-    sz, sw, ww = np.zeros(d), np.zeros(k), np.zeros(k)
-    for s in range(0, n, rows):
-        e = min(n, s + rows)
-        z = np.subtract(x[s:e], shift_x, out=zbuf[:e - s], casting="unsafe")
-        w = np.subtract(y[s:e], shift_y, out=wbuf[:e - s], casting="unsafe")
-        zz += z.T @ z                                                          # syrk
-        zw += z.T @ w
-        sz += z.sum(0)                                 # per block in dtype, across blocks in float64
-        sw += w.sum(0)
-        ww += np.einsum("ij,ij->j", w, w)
+    shift_x = shift_y = None
+    if not centre or max(_head_spread(x), _head_spread(y)) <= RAW_SPREAD:
+        sums = _host_sums(x, y, None, None, rows, npdt)
+        sz, sw, ww, zz, _ = sums
+        if centre and max(_spread(sz, np.diagonal(zz), n), _spread(sw, ww, n)) > 4 * RAW_SPREAD:
+            # the first rows hid an offset: sum again about the true means
+            shift_x, shift_y = (sz / n).astype(npdt), (sw / n).astype(npdt)
+            sums = _host_sums(x, y, shift_x, shift_y, rows, npdt)
+    else:
+        shift_x = x[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt)
+        shift_y = y[:SHIFT_ROWS].mean(0, dtype=np.float64).astype(npdt)
+        sums = _host_sums(x, y, shift_x, shift_y, rows, npdt)
     dt = _jdtype(dtype)
-    sums = [to_device(a, dt) for a in (sz, sw, ww, zz, zw)]
-    shift_x, shift_y = to_device(shift_x, dt), to_device(shift_y, dt)
+    sums = [to_device(a, dt) for a in sums]
+    shift_x = to_device(np.zeros(d, npdt) if shift_x is None else shift_x, dt)
+    shift_y = to_device(np.zeros(k, npdt) if shift_y is None else shift_y, dt)
     if not centre:
         return Moments(jnp.asarray(n, dt), shift_x, sums[3], shift_y, sums[4], sums[2])
     return _centre(jnp.asarray(n, dt), shift_x, shift_y, *sums)

@@ -108,6 +108,35 @@ def test_blockwise_equals_direct(gram):
     assert rel(direct[2], Xc.T @ Xc) < 1e-5
 
 
+def _offset_rows(case, rng):
+    """(X, Y) near zero, far from zero, or near zero in the first rows only (an offset the
+    head estimate misses: the whole data sit far from zero)."""
+    X = rng.normal(size=(40000, 16))
+    if case == "far from zero":
+        X += 1000.0
+    elif case == "offset hidden after the first rows":
+        X[ridge.SHIFT_ROWS:] = X[ridge.SHIFT_ROWS:] * 0.2 + 50.0
+    Y = X[:, :3] * 2.0 + rng.normal(size=(40000, 3))
+    return X.astype(np.float32), Y.astype(np.float32)
+
+
+@pytest.mark.parametrize("case,shifted", [("near zero", [False]), ("far from zero", [True]),
+                                          ("offset hidden after the first rows", [False, True])])
+def test_host_moments_sum_raw_or_shifted(monkeypatch, case, shifted):
+    """The host Gram sums data near zero as they are and shifts data far from zero (again when
+    the first rows hid the offset); either way the moments equal float64's centred ones."""
+    X, Y = _offset_rows(case, np.random.default_rng(5))
+    calls, sums = [], ridge._host_sums
+    monkeypatch.setattr(ridge, "_host_sums", lambda x, y, sx, *a: calls.append(sx is not None) or sums(x, y, sx, *a))
+    m = ridge.moments(X, Y, block_rows=7000, gram="host")
+    assert calls == shifted
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    Xc, Yc = X64 - X64.mean(0), Y64 - Y64.mean(0)
+    assert rel(m.xx, Xc.T @ Xc) < 1e-5 and rel(m.xy, Xc.T @ Yc) < 1e-5 and rel(m.yy, (Yc * Yc).sum(0)) < 1e-5
+    for mean, A in [(m.mean_x, X64), (m.mean_y, Y64)]:           # float32 resolution of the values
+        assert np.abs(np.asarray(mean) - A.mean(0)).max() <= 1e-6 * np.abs(A).max()
+
+
 def test_out_of_sample_residuals():
     X, Y = data(80, 10, 3)
     m = ridge.fit(X[:60], Y[:60], 1.0)
