@@ -44,6 +44,7 @@ def get_config(arg: str | None = None):
     c.data.crop_seconds = 2.0          # g sees the crop, h its two 1 s halves (the non-overlapping views)
 
     c.mi_weight = 1e-3                 # λ of eq. 10 (0: the MI-off ablation)
+    c.mi_warmup_steps = 0              # > 0: λ ramps linearly from 0 over these steps (q fits first)
     c.mi = ConfigDict(dict(
         estimator="all",               # "all" pairs of the batch (eq. 8) | "sample" (one random negative)
         reduce="sum",                  # "sum" over frames as eq. 8 | "mean" per frame

@@ -45,7 +45,9 @@ def tiny_run(tmp_path_factory):
     from jaxdis.train import train_and_evaluate
 
     workdir = str(tmp_path_factory.mktemp("l2d") / "run")
-    state = train_and_evaluate(get_config("tiny"), workdir)
+    config = get_config("tiny")
+    config.mi_warmup_steps = 3                       # λ ramps over steps 1–3 of 4
+    state = train_and_evaluate(config, workdir)
     return workdir, state
 
 
@@ -55,6 +57,8 @@ def test_tiny_run_logs_every_term_and_trains_the_groups(tiny_run):
 
     workdir, state = tiny_run
     rows = [r for r in read_jsonl(workdir) if "train/loss" in r]
+    weights = [r["train/mi_weight"] for r in rows]
+    assert 0 < weights[0] < 1e-3 and weights[-1] == pytest.approx(1e-3)             # the ramp, then λ
     for k in ("club", "q_loglik", "L_frame", "L_utt", "L_MI", "objective", "nce", "frame_ce", "pseudo_con",
               "lr/frame", "lr/utt", "lr/q"):
         assert np.isfinite(rows[-1][f"train/{k}"]), k

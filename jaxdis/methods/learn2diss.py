@@ -114,6 +114,8 @@ class Learn2DissMethod(Method):
         params["q"] = self.qnet.init(k_q, jnp.zeros((1, self.utt_cfg.embed_dim)))["params"]
         targets, teacher = self.frame_method.prepare_targets()
         state = {"batch_stats": variables["batch_stats"], "targets": jax.tree.map(jnp.asarray, targets)}
+        if self.config.get("mi_warmup_steps", 0):
+            state["mi_calls"] = jnp.zeros((), jnp.int32)                      # loss calls so far (λ's ramp)
         if teacher:
             state["teacher"] = jax.tree.map(jnp.asarray, teacher)
         labels = self.pseudo_labels()
@@ -202,10 +204,23 @@ class Learn2DissMethod(Method):
                                          c.mi.estimator, k_mi)
         frames = jnp.sum(out["mi_mask"]) / b
         l_mi = mi * frames if c.mi.reduce == "sum" else mi
-        objective = l_frame + l_utt + c.mi_weight * l_mi                      # eq. 10
-        metrics.update(m, L_frame=l_frame, L_utt=l_utt, L_MI=l_mi, objective=objective,
+        weight = self._mi_weight(new_state, model_state)
+        objective = l_frame + l_utt + weight * l_mi                           # eq. 10
+        metrics.update(m, L_frame=l_frame, L_utt=l_utt, L_MI=l_mi, objective=objective, mi_weight=weight,
                        q_loglik_per_dim=m["q_loglik"] / self.frame_cfg.hidden, mi_frames=frames)
         return objective + q_nll, (metrics, new_state)
+
+    def _mi_weight(self, new_state, model_state):
+        """λ of eq. 10; with ``mi_warmup_steps`` it ramps linearly from 0 over those steps, so
+        q_φ fits the encoders before its (then meaningless) CLUB estimate drives them. Counts
+        loss calls in the model state (``grad_accum`` per step); updates `new_state`."""
+        c = self.config
+        if "mi_calls" not in model_state:
+            return jnp.float32(c.mi_weight)
+        calls = model_state["mi_calls"] + 1
+        new_state["mi_calls"] = calls
+        ramp = calls.astype(jnp.float32) / (int(c.mi_warmup_steps) * int(c.train.get("grad_accum", 1)))
+        return c.mi_weight * jnp.minimum(1.0, ramp)
 
     # ---- optimizers ------------------------------------------------------------------------
     def _group(self, path) -> str:
