@@ -235,3 +235,17 @@ def test_sae_specs_and_names():
     specs = sae_specs(ConfigDict({"n_latents": 64, "saes": [(8, 0), (16, 1), (128, 8, 0)]}))
     assert [s[0] for s in specs] == ["k8_s0", "k16_s1", "L128_k8_s0"]
     assert list(group_specs(specs)) == ["L64", "L128"]
+
+
+def test_probe_labels_take_the_run_name_only_where_runs_collide():
+    from jaxdis.eval.commands.sae_probe import label_by_run
+    from jaxdis.models.sae import TrainedSAE
+
+    def sae(latents, k, seed=0):
+        return TrainedSAE(f"k{k}_s{seed}", k, {"W_dec": np.zeros((latents, 4), np.float32)}, seed=seed)
+
+    runs = {"runs/plain/": [sae(64, 8), sae(128, 8)], "runs/matryoshka": [sae(64, 8)], "runs/other": [sae(32, 4)]}
+    labels = [s.label for s in label_by_run(runs)]
+    assert labels == ["plain_L64_k8_s0", "plain_L128_k8_s0", "matryoshka_L64_k8_s0", "L32_k4_s0"]
+    with pytest.raises(SystemExit, match="distinct directory names"):
+        label_by_run({"a/run": [sae(64, 8)], "b/run": [sae(64, 8)]})

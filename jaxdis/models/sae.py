@@ -311,6 +311,7 @@ class TrainedSAE:
     std: np.ndarray | None = None
     seed: int = 0
     normalize: str = "none"                # "l2": rows to unit norm before standardisation
+    run: str = ""                          # qualifies the label where two runs' SAEs share one
 
     def __post_init__(self):
         if self.normalize not in NORMALIZE:
@@ -318,8 +319,9 @@ class TrainedSAE:
 
     @property
     def label(self) -> str:
-        """Unique across runs: L2048_k32_s0."""
-        return f"L{self.n_latents}_k{self.k}_s{self.seed}"
+        """L2048_k32_s0, unique within a run; ``run_L2048_k32_s0`` when ``run`` is set."""
+        base = f"L{self.n_latents}_k{self.k}_s{self.seed}"
+        return f"{self.run}_{base}" if self.run else base
 
     @property
     def n_latents(self) -> int:

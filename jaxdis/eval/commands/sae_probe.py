@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -60,6 +61,21 @@ def _key(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_-]+", "_", str(name))
 
 
+def label_by_run(runs: dict[str, list]) -> list:
+    """The SAEs of every run, in order. Where two runs hold SAEs of the same (latents, k, seed),
+    e.g. a plain and a Matryoshka L2048_k32_s0, those runs' labels take their directory name."""
+    counts = Counter(s.label for saes in runs.values() for s in saes)
+    for workdir, saes in runs.items():
+        if any(counts[s.label] > 1 for s in saes):
+            for s in saes:
+                s.run = _key(os.path.basename(os.path.normpath(workdir)))
+    saes = [s for group in runs.values() for s in group]
+    dup = [label for label, n in Counter(s.label for s in saes).items() if n > 1]
+    if dup:
+        raise SystemExit(f"two SAEs are both {dup[0]}; give runs with distinct directory names or (latents, k, seed)")
+    return saes
+
+
 def load_inputs(args):
     """(saes, x (N, d), labels DataFrame)."""
     import pandas as pd
@@ -67,12 +83,7 @@ def load_inputs(args):
     from jaxdis.methods.sae import load_array, load_saes
     from jaxdis.train.checkpoint import load_config
 
-    saes = [s for w in args.workdir for s in load_saes(w)]
-    labels_seen = set()
-    for s in saes:
-        if s.label in labels_seen:
-            raise SystemExit(f"two SAEs are both {s.label}; give runs with distinct (latents, k, seed)")
-        labels_seen.add(s.label)
+    saes = label_by_run({w: load_saes(w) for w in args.workdir})
     path = args.embeddings or load_config(args.workdir[0]).data.embeddings
     if not path:
         raise SystemExit("give --embeddings (the run was not trained on a file)")
