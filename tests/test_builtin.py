@@ -43,8 +43,9 @@ def test_voices_cross_accents_and_balanced_genders():
     assert builtin.voices(dataclasses.replace(recipe, seed=1), GENDERS) != vs
     lo, hi = recipe.f0_scale
     assert all(lo <= v.shape.f0_scale <= hi and recipe.rate[0] <= v.rate <= recipe.rate[1] for v in vs)
-    only_us = builtin.voices(recipe, GENDERS, accents=["en-us", "en-gb-x-rp"])
+    only_us = builtin.voices(recipe, GENDERS, accents={"en-us": "gmw/en-US", "en-gb-x-rp": "gmw/en-GB-x-rp"})
     assert {v.accent for v in only_us} == {"en-us"}    # accents not installed are left out
+    assert {v.base for v in only_us} == {"gmw/en-US"}  # synthesis names the voice file
 
 
 @needs_espeak

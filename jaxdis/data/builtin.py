@@ -92,11 +92,11 @@ class Voice:
     shape: espeak.VoiceShape
 
 
-def voices(recipe: Recipe, genders: dict[str, str], accents: dict[str, str] | list[str] | None = None) -> list[Voice]:
+def voices(recipe: Recipe, genders: dict[str, str], accents: dict[str, str] | None = None) -> list[Voice]:
     """The recipe's voices. Each accent gets its own slice of a seeded shuffle of the female
     and male variant pools, so variants spread over accents and no accent repeats one.
-    `accents`: the installed ones ({accent: voice file}, or names that are their own files);
-    recipe accents not among them are left out."""
+    `accents`: the installed ones, {accent: voice file} (``espeak.english_voices()``); recipe
+    accents not among them are left out. None: every recipe accent, named by itself."""
     rng = np.random.default_rng([recipe.seed, 1])
     pools = {g: [v for v in sorted(genders) if genders[v] == g and v not in EFFECT_VARIANTS]
              for g in ("female", "male")}
@@ -105,7 +105,7 @@ def voices(recipe: Recipe, genders: dict[str, str], accents: dict[str, str] | li
         if len(p) < recipe.per_gender:
             raise espeak.EspeakError(f"only {len(p)} {g} eSpeak NG variants found; the recipe needs "
                                      f"{recipe.per_gender}")
-    files = accents if isinstance(accents, dict) else {a: a for a in (recipe.accents if accents is None else accents)}
+    files = {a: a for a in recipe.accents} if accents is None else accents
     accents = [a for a in recipe.accents if a in files]
     out = []
     for a, accent in enumerate(accents):
