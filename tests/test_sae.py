@@ -244,8 +244,9 @@ def test_probe_labels_take_the_run_name_only_where_runs_collide():
     def sae(latents, k, seed=0):
         return TrainedSAE(f"k{k}_s{seed}", k, {"W_dec": np.zeros((latents, 4), np.float32)}, seed=seed)
 
-    runs = {"runs/plain/": [sae(64, 8), sae(128, 8)], "runs/matryoshka": [sae(64, 8)], "runs/other": [sae(32, 4)]}
+    runs = [("runs/plain/", [sae(64, 8), sae(128, 8)]), ("runs/matryoshka", [sae(64, 8)]), ("runs/other", [sae(32, 4)])]
     labels = [s.label for s in label_by_run(runs)]
     assert labels == ["plain_L64_k8_s0", "plain_L128_k8_s0", "matryoshka_L64_k8_s0", "L32_k4_s0"]
-    with pytest.raises(SystemExit, match="distinct directory names"):
-        label_by_run({"a/run": [sae(64, 8)], "b/run": [sae(64, 8)]})
+    for second in ("b/run", "a/run"):                  # the same directory name, or the same run twice
+        with pytest.raises(SystemExit, match="distinct directory names"):
+            label_by_run([("a/run", [sae(64, 8)]), (second, [sae(64, 8)])])

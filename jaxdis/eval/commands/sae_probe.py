@@ -61,15 +61,16 @@ def _key(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_-]+", "_", str(name))
 
 
-def label_by_run(runs: dict[str, list]) -> list:
-    """The SAEs of every run, in order. Where two runs hold SAEs of the same (latents, k, seed),
-    e.g. a plain and a Matryoshka L2048_k32_s0, those runs' labels take their directory name."""
-    counts = Counter(s.label for saes in runs.values() for s in saes)
-    for workdir, saes in runs.items():
+def label_by_run(runs: list[tuple[str, list]]) -> list:
+    """The SAEs of every (workdir, SAEs) run, in order. Where two runs hold SAEs of the same
+    (latents, k, seed), e.g. a plain and a Matryoshka L2048_k32_s0, those runs' labels take
+    their directory name; a run given twice is still an error."""
+    counts = Counter(s.label for _, saes in runs for s in saes)
+    for workdir, saes in runs:
         if any(counts[s.label] > 1 for s in saes):
             for s in saes:
                 s.run = _key(os.path.basename(os.path.normpath(workdir)))
-    saes = [s for group in runs.values() for s in group]
+    saes = [s for _, group in runs for s in group]
     dup = [label for label, n in Counter(s.label for s in saes).items() if n > 1]
     if dup:
         raise SystemExit(f"two SAEs are both {dup[0]}; give runs with distinct directory names or (latents, k, seed)")
@@ -83,7 +84,7 @@ def load_inputs(args):
     from jaxdis.methods.sae import load_array, load_saes
     from jaxdis.train.checkpoint import load_config
 
-    saes = label_by_run({w: load_saes(w) for w in args.workdir})
+    saes = label_by_run([(w, load_saes(w)) for w in args.workdir])
     path = args.embeddings or load_config(args.workdir[0]).data.embeddings
     if not path:
         raise SystemExit("give --embeddings (the run was not trained on a file)")
