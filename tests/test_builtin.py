@@ -131,7 +131,7 @@ def test_a_variant_espeak_cannot_load_is_an_error(tmp_path):
     text = espeak.shaped_variant(espeak.read_variant("f1"), espeak.VoiceShape(f0_scale=1.1), "x")
     ok = espeak.private_data_dir(str(tmp_path / "ok"), {"jaxdis000": text})
     espeak.check_variant_loads(ok, "gmw/en-US", "jaxdis000")
-    for accent, base in espeak.english_voices().items():   # each by its file: en-gb+f4 would speak plain en-gb
+    for base in espeak.english_voices().values():   # each by its file: en-gb+f4 would speak plain en-gb
         espeak.check_variant_loads(espeak.data_dir(), base, "f4")
     crowded = espeak.private_data_dir(str(tmp_path / "crowded"), {f"jaxdis{i:03d}": text for i in range(400)})
     with pytest.raises(espeak.EspeakError, match="N_VOICES_LIST|ignored the variant"):
